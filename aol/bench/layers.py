@@ -1,0 +1,159 @@
+"""Layer cost of every registered family, as ratios to ``standard`` measured in the same run.
+
+Cases (batch 250 by default, the AOL paper's batch size):
+
+* ``conv``: one 192 -> 192 3x3 convolution on 8x8 inputs (AOL-Small's encoding layer);
+* ``dense``: one 1024 -> 1024 dense layer (AOL-Small's dense width, 64 * 16);
+* ``stack``: 12 such convolutions and 4 such dense layers with the family's
+  activation in between (FirstChannels(16) + Flatten joins the two parts).
+
+For each case and family: a training step (forward, ``out.square().mean()``,
+backward, SGD step), inference of the model as trained (eval mode, weight
+transform recomputed), and inference of ``aol.export(model)``. All candidates of
+one case are timed interleaved, round by round, so that the ratios compare like
+with like on a noisy machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+import aol
+from aol import families
+from aol.timing import Timing, interleaved_timings
+
+REFERENCE_FAMILY = "standard"
+CASES = ("conv", "dense", "stack")
+
+
+def build_case(case: str, family: families.LayerFamily) -> tuple[nn.Module, tuple[int, ...]]:
+    """The model of ``case`` built from ``family`` and its per-sample input shape."""
+    if case == "conv":
+        return nn.Sequential(family.conv(192, 192, 3)), (192, 8, 8)
+    if case == "dense":
+        return nn.Sequential(family.linear(1024, 1024)), (1024,)
+    if case == "stack":
+        layers: list[nn.Module] = []
+        for _ in range(12):
+            layers += [family.conv(192, 192, 3), family.activation()]
+        layers += [aol.FirstChannels(16), nn.Flatten()]
+        for index in range(4):
+            layers.append(family.linear(1024, 1024))
+            if index < 3:
+                layers.append(family.activation())
+        return nn.Sequential(*layers), (192, 8, 8)
+    raise ValueError(f"unknown case {case!r}; choose from {', '.join(CASES)}")
+
+
+def training_step(model: nn.Module, x: torch.Tensor) -> Callable[[], None]:
+    optimiser = torch.optim.SGD(model.parameters(), lr=1e-6, momentum=0.9)
+    model.train()
+
+    def step() -> None:
+        optimiser.zero_grad(set_to_none=True)
+        model(x).square().mean().backward()
+        optimiser.step()
+
+    return step
+
+
+def inference(model: nn.Module, x: torch.Tensor) -> Callable[[], None]:
+    model.eval()
+
+    def forward() -> None:
+        with torch.no_grad():
+            model(x)
+
+    return forward
+
+
+def measure_case(
+    case: str, family_names: list[str], batch_size: int, repeats: int, device: torch.device
+) -> list[dict]:
+    """Rows of one case: one per family, with times (seconds) and ratios to the reference."""
+    candidates: dict[str, Callable[[], None]] = {}
+    for name in family_names:
+        torch.manual_seed(0)
+        model, input_shape = build_case(case, families.get(name))
+        model.to(device)
+        x = torch.rand(batch_size, *input_shape, device=device)
+        candidates[f"{name}/train"] = training_step(model, x)
+        candidates[f"{name}/infer"] = inference(model, x)
+        candidates[f"{name}/exported"] = inference(aol.export(model), x)
+    timings = interleaved_timings(candidates, device, repeats=repeats)
+    reference = {kind: timings[f"{REFERENCE_FAMILY}/{kind}"] for kind in ("train", "infer")}
+    rows = []
+    for name in family_names:
+        row: dict = {"case": case, "family": name}
+        for kind in ("train", "infer", "exported"):
+            timing: Timing = timings[f"{name}/{kind}"]
+            baseline = reference["train" if kind == "train" else "infer"]
+            row[f"{kind}_ms"] = 1e3 * timing.median
+            row[f"{kind}_iqr_ms"] = 1e3 * timing.iqr
+            row[f"{kind}_ratio"] = timing.median / baseline.median
+        rows.append(row)
+    return rows
+
+
+def format_table(rows: list[dict]) -> str:
+    header = (
+        "| case | family | train step ms (IQR) | train / std | inference ms (IQR) "
+        "| infer / std | exported ms (IQR) | exported / std |"
+    )
+    lines = [header, "|" + "---|" * 8]
+    for row in rows:
+        cells = [row["case"], row["family"]]
+        for kind in ("train", "infer", "exported"):
+            cells.append(f"{row[f'{kind}_ms']:.1f} ({row[f'{kind}_iqr_ms']:.1f})")
+            cells.append(f"{row[f'{kind}_ratio']:.2f}x")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--batch-size", type=int, default=250, help="default: 250 (paper)")
+    parser.add_argument("--repeats", type=int, default=10, help="timed rounds after 2 warm-up")
+    parser.add_argument(
+        "--cases", nargs="+", default=list(CASES), choices=CASES, help="default: all"
+    )
+    parser.add_argument(
+        "--families", nargs="+", default=None, help="default: every registered family"
+    )
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--json", default=None, help="also write the rows to this JSON file")
+
+
+def run(arguments: argparse.Namespace) -> int:
+    family_names = arguments.families or families.names()
+    for name in family_names:
+        families.get(name)  # fail early, listing the registered names
+    if REFERENCE_FAMILY not in family_names:
+        family_names = [REFERENCE_FAMILY, *family_names]
+    if arguments.batch_size < 1 or arguments.repeats < 2:
+        raise SystemExit("--batch-size must be >= 1 and --repeats >= 2")
+    device = torch.device(arguments.device)
+    if device.type == "cuda":
+        device_name = torch.cuda.get_device_name(device)
+    else:
+        device_name = platform.processor() or platform.machine()
+    print(
+        f"# aol.bench layers: batch {arguments.batch_size}, median of {arguments.repeats} "
+        f"after 2 warm-up, device {device} ({device_name}), "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads",
+        flush=True,
+    )
+    rows = []
+    for case in arguments.cases:
+        rows += measure_case(case, family_names, arguments.batch_size, arguments.repeats, device)
+        print(f"# measured {case}", flush=True)
+    print(format_table(rows))
+    if arguments.json:
+        with open(arguments.json, "w") as handle:
+            json.dump(rows, handle, indent=2)
+    return 0

@@ -1,0 +1,10 @@
+"""Shared fixtures: every test runs in float64 unless it says otherwise, deterministically."""
+
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True)
+def _seed_and_threads():
+    torch.manual_seed(0)
+    yield
