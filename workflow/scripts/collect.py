@@ -11,7 +11,6 @@ The status of a run says what the tables show for it: "completed", "diverged",
 trusted). Nothing here raises on a bad run; it becomes a row with that status.
 """
 
-
 import json
 import math
 import sys

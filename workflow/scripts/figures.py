@@ -13,7 +13,6 @@
 Only completed runs are drawn; the tables list the others.
 """
 
-
 import sys
 
 import matplotlib
@@ -141,12 +140,16 @@ def training_curves(runs, curves: pd.DataFrame, measurements):
         return empty_figure("no finished epoch")
     certified = certified_columns(curves)
     value_vars = ["test_accuracy", *certified[:1]]
-    long = curves.assign(panel=panel(curves)).melt(
-        id_vars=["panel", "family", "seed", "epoch"],
-        value_vars=value_vars,
-        var_name="metric",
-        value_name="accuracy",
-    ).dropna(subset=["accuracy"])
+    long = (
+        curves.assign(panel=panel(curves))
+        .melt(
+            id_vars=["panel", "family", "seed", "epoch"],
+            value_vars=value_vars,
+            var_name="metric",
+            value_name="accuracy",
+        )
+        .dropna(subset=["accuracy"])
+    )
     long["metric"] = long["metric"].map(
         lambda m: "test accuracy" if m == "test_accuracy" else f"certified at {m[4:]}/255"
     )

@@ -13,7 +13,6 @@ family), with the training step time relative to the `standard` family where mea
 Every table is written as CSV (numbers), Markdown, LaTeX (booktabs) and HTML (report).
 """
 
-
 import math
 import sys
 
@@ -99,9 +98,7 @@ def experiment_table(
                 match = reference_for(row, reference)
                 values = published_values(published, reference, *match) if match else {}
                 for metric in metrics:
-                    observed = (
-                        completed[metric].dropna() if metric in completed else pd.Series([])
-                    )
+                    observed = completed[metric].dropna() if metric in completed else pd.Series([])
                     mean = observed.mean() if len(observed) else math.nan
                     std = observed.std(ddof=1) if len(observed) > 1 else math.nan
                     row[f"{metric}_mean"] = mean
@@ -267,7 +264,8 @@ def to_latex(display: pd.DataFrame, title: str) -> str:
 def to_html(display: pd.DataFrame, title: str) -> str:
     body = display.to_html(index=False, border=0, classes="table", na_rep="")
     heading = f"<h2>{title}</h2>\n" if title else ""
-    return f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'></head><body>\n{heading}{body}\n</body></html>\n"
+    head = "<!DOCTYPE html>\n<html><head><meta charset='utf-8'></head><body>\n"
+    return f"{head}{heading}{body}\n</body></html>\n"
 
 
 def write_all(table: pd.DataFrame, display: pd.DataFrame, title: str, output) -> None:
