@@ -21,11 +21,9 @@ rule certify:
         run_dir=run_dir,
         arguments=certify_arguments,
         failed_runs=config["failed_runs"],
-    message:
-        "certify {wildcards.family} {wildcards.architecture} on {wildcards.dataset}, "
-        "variant {wildcards.variant}, seed {wildcards.seed}"
     shell:
-        "{params.guard} --log {log} --record {output.certificate} --failed-runs {params.failed_runs} "
+        "{params.guard} --log {log} --record {output.certificate} --gpus {resources.gpu} "
+        "--failed-runs {params.failed_runs} "
         "--skip-if-failed {input.result} --keep-written-record "
         "-- {params.engine} certify --run {params.run_dir} --out {output.certificate} "
         "{params.arguments}"

@@ -17,10 +17,9 @@ rule measure:
         engine=ENGINE,
         arguments=measure_arguments,
         failed_runs=config["failed_runs"],
-    message:
-        "measure {wildcards.family} {wildcards.architecture} ({wildcards.dataset} shapes)"
     shell:
-        "{params.guard} --log {log} --record {output.measurement} --failed-runs {params.failed_runs} "
+        "{params.guard} --log {log} --record {output.measurement} --gpus {resources.gpu} "
+        "--failed-runs {params.failed_runs} "
         "-- {params.engine} measure --architecture {wildcards.architecture} "
         "--family {wildcards.family} --batch-size {wildcards.batch_size} "
         "--out {output.measurement} {params.arguments}"

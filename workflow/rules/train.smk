@@ -20,11 +20,9 @@ rule train:
         run_dir=run_dir,
         arguments=train_arguments,
         failed_runs=config["failed_runs"],
-    message:
-        "train {wildcards.family} {wildcards.architecture} on {wildcards.dataset}, "
-        "variant {wildcards.variant}, seed {wildcards.seed}"
     shell:
-        "{params.guard} --log {log} --record {output.result} --failed-runs {params.failed_runs} "
+        "{params.guard} --log {log} --record {output.result} --gpus {resources.gpu} "
+        "--failed-runs {params.failed_runs} "
         "-- {params.engine} train --dataset {wildcards.dataset} "
         "--architecture {wildcards.architecture} --family {wildcards.family} "
         "--seed {wildcards.seed} --out {params.run_dir} --threads {threads} "
