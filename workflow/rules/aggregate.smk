@@ -29,7 +29,7 @@ rule table:
     input:
         runs="results/summary/runs.csv",
         measurements="results/summary/measurements.csv",
-        reference="results/reference/published.csv",
+        reference=PUBLISHED,
     output:
         csv="results/tables/{table}.csv",
         markdown="results/tables/{table}.md",

@@ -12,11 +12,32 @@ from snakemake_interface_executor_plugins.settings import DeploymentMethod
 import aol.architectures
 import aol.families
 
-validate(config, "../schemas/config.schema.yaml")
-
 
 class ConfigError(ValueError):
-    """A config value the schema cannot check (names looked up in the registries)."""
+    """A config value that does not fit the schema or the registries."""
+
+
+def _key_path(path):
+    """['variants', 0, 'epochs'] -> 'variants[0].epochs'."""
+    text = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in path)
+    return text.lstrip(".") or "(top level)"
+
+
+def _check_schema(config, schema_file):
+    """Every schema violation as one line naming its config key (before any default)."""
+    import jsonschema
+    import yaml
+
+    schema = yaml.safe_load(Path(schema_file).read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda error: str(error.absolute_path))
+    if errors:
+        lines = [f"config key {_key_path(e.absolute_path)}: {e.message}" for e in errors]
+        raise ConfigError(f"invalid config ({schema_file}):\n" + "\n".join(lines))
+
+
+_check_schema(config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
+validate(config, "../schemas/config.schema.yaml")  # fills in the defaults
 
 
 def _unique_names(entries, key):
@@ -98,6 +119,8 @@ else:
 ENGINE = f"{PYTHON} -m aol"
 GUARD = f"{PYTHON} {shlex.quote(str(Path(workflow.basedir) / 'workflow/scripts/guarded.py'))}"
 
+# committed with the workflow, so found beside the Snakefile whatever the working directory
+PUBLISHED = str(Path(workflow.basedir) / "results/reference/published.csv")
 RUN_DIR = "results/runs/{dataset}/{architecture}/{family}/{variant}/seed{seed}"
 MEASURE_FILE = "results/runs/{dataset}/{architecture}/{family}/measure_batch{batch_size}.json"
 TABLE_FORMATS = ["csv", "md", "tex", "html"]
