@@ -1,10 +1,9 @@
 """A bad config fails before any job runs, with one message naming the offending key."""
 
 import copy
-
-import pytest
 import os
 
+import pytest
 from pipeline_support import load_config, run_in_process, write_config
 from snakemake_interface_common.exceptions import WorkflowError
 
