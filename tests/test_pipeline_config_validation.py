@@ -33,9 +33,21 @@ def unknown_variant(config):
     return "experiments[name=digits].variants"
 
 
+def unknown_recipe(config):
+    config["variants"][0]["recipe"] = "papr"
+    return "variants[name=digits].recipe"
+
+
 @pytest.mark.parametrize(
     "spoil",
-    [misspelt_key, negative_epochs, unknown_family, unknown_architecture, unknown_variant],
+    [
+        misspelt_key,
+        negative_epochs,
+        unknown_family,
+        unknown_architecture,
+        unknown_variant,
+        unknown_recipe,
+    ],
 )
 def test_bad_config_fails_before_any_job(tmp_path, spoil):
     config = copy.deepcopy(load_config("config.yaml"))

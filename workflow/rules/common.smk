@@ -11,6 +11,7 @@ from snakemake_interface_executor_plugins.settings import DeploymentMethod
 
 import aol.architectures
 import aol.families
+import aol.recipes
 
 
 class ConfigError(ValueError):
@@ -63,6 +64,12 @@ if "cost" in EXPERIMENTS:
     raise ConfigError("config key experiments: the name 'cost' is taken by the cost table")
 REGISTERED_FAMILIES = list(aol.families.names())
 REGISTERED_ARCHITECTURES = list(aol.architectures.names())
+
+for _name, _variant in VARIANTS.items():
+    if _variant["recipe"] is not None:
+        _check_names(
+            f"variants[name={_name}].recipe", [_variant["recipe"]], aol.recipes.RECIPES, "recipe"
+        )
 
 for _name, _experiment in EXPERIMENTS.items():
     _key = f"experiments[name={_name}]"
@@ -152,8 +159,9 @@ def run_dir(wildcards):
 def train_arguments(wildcards):
     """Flags of `python -m aol train` for the variant, besides the run's identity."""
     variant = VARIANTS[wildcards.variant]
-    arguments = ["--recipe", variant["recipe"], "--device", config["device"]]
+    arguments = ["--device", config["device"]]
     for key in (
+        "recipe",
         "epochs",
         "batch_size",
         "lr",
