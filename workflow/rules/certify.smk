@@ -5,6 +5,7 @@
 
 rule certify:
     input:
+        unpack(dataset_files),
         result=f"{RUN_DIR}/result.json",
     output:
         certificate=f"{RUN_DIR}/certify.json",

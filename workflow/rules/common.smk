@@ -85,6 +85,7 @@ for _name, _experiment in EXPERIMENTS.items():
     _check_names(f"{_key}.variants", _experiment["variants"], VARIANTS, "variant")
 
 SEEDS = [int(seed) for seed in config["seeds"]]
+DOWNLOADABLE = ["cifar10", "cifar100"]
 GPUS_PER_JOB = 1 if config["device"] == "cuda" else 0
 
 # The same (dataset, architecture, family, variant) may appear in several experiments;
@@ -174,9 +175,15 @@ def train_arguments(wildcards):
         if variant.get(key) is not None:
             arguments += [f"--{key.replace('_', '-')}", str(variant[key])]
     arguments += ["--data-dir", config["data_dir"]]
-    if config["download"]:
-        arguments.append("--download")
     return shlex.join(arguments)
+
+
+def dataset_files(wildcards):
+    """The download marker of a CIFAR dataset when the config lets the pipeline fetch it
+    (rule download_dataset); nothing for digits, which ships with scikit-learn."""
+    if config["download"] and wildcards.dataset in DOWNLOADABLE:
+        return {"dataset": f"{config['data_dir']}/.{wildcards.dataset}.downloaded"}
+    return {}
 
 
 def certify_arguments(wildcards):

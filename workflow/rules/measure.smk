@@ -3,6 +3,8 @@
 
 
 rule measure:
+    input:
+        unpack(dataset_files),
     output:
         measurement=MEASURE_FILE,
     log:

@@ -5,6 +5,8 @@
 
 
 rule train:
+    input:
+        unpack(dataset_files),
     output:
         result=f"{RUN_DIR}/result.json",
     log:
