@@ -76,7 +76,7 @@ def read_epochs(metrics):
 
 
 def test_interrupted_training_resumes(tmp_path):
-    epochs = 25
+    epochs = 10
     config = {
         "device": "cpu",
         "seeds": [0],
