@@ -246,6 +246,16 @@ def test_formats(collected, tmp_path):
     assert "<table" in Output.html.read_text()
 
 
+def test_no_published_columns_without_published_numbers(collected):
+    runs, _, _ = collected
+    experiment = {**EXPERIMENT, "reference": None}
+    table = tables.experiment_table(runs, experiment, [0, 1], PUBLISHED)
+    display = tables.display_experiment(table)
+    assert "Clean" in display.columns and "CRA 36/255" in display.columns
+    assert not [column for column in display.columns if "pub." in column or "Δ" in column]
+    assert "Source" not in display.columns
+
+
 def test_cost_table_ratio_to_standard(collected):
     _, _, measurements = collected
     cost = tables.cost_table(measurements).set_index("family")

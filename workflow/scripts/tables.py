@@ -179,13 +179,17 @@ def display_experiment(table: pd.DataFrame, plus_minus: str = "±") -> pd.DataFr
             "Runs": table["status"],
         }
     )
+    # an experiment without any published number gets no empty pub./delta/source columns
+    published = any(table[f"{metric}_published"].notna().any() for metric in metrics)
     for metric in metrics:
         label = metric_label(metric)
         display[label] = [_mean_std(row, metric, plus_minus) for _, row in table.iterrows()]
-        display[f"{label} pub."] = table[f"{metric}_published"].map(_number)
-        display[f"{label} Δ"] = table[f"{metric}_delta"].map(_signed)
+        if published:
+            display[f"{label} pub."] = table[f"{metric}_published"].map(_number)
+            display[f"{label} Δ"] = table[f"{metric}_delta"].map(_signed)
     display["Train s"] = table["train_seconds_mean"].map(lambda v: _number(v, 0))
-    display["Source"] = table["source"]
+    if published:
+        display["Source"] = table["source"]
     return display
 
 
