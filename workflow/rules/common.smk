@@ -54,7 +54,7 @@ def _check_names(key, names, known, what):
     if unknown:
         raise ConfigError(
             f"config key {key}: unknown {what} {', '.join(map(repr, unknown))}; "
-            f"registered: {', '.join(sorted(known))}"
+            f"known: {', '.join(sorted(known))}"
         )
 
 
