@@ -183,6 +183,7 @@ class CayleyConv2d(nn.Module):
         self.alpha = nn.Parameter(torch.empty((), **factory))
         self.bias = nn.Parameter(torch.empty(out_channels, **factory)) if bias else None
         self._cache = _VersionedCache()
+        self.last_input_size: tuple[int, int] | None = None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -211,8 +212,22 @@ class CayleyConv2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_input(x, self.in_channels, self.kernel_size)
+        self.last_input_size = (x.shape[2], x.shape[3])
         weights = self.frequency_weights(x.shape[2], x.shape[3])
         return apply_frequency_weights(x, weights, self.bias)
+
+    def weight_transform(self) -> torch.Tensor:
+        """The training-time transform for the last input size (timed by ``aol.bench``)."""
+        if self.last_input_size is None:
+            raise RuntimeError("the Cayley transform depends on the input size: call forward first")
+        return frequency_weights(self.weight, self.alpha, *self.last_input_size)
+
+    def multiply_adds(self, input_shape, batch_size: int) -> int:
+        """1LLC Table 1: ``b s^2 c^2`` (per-frequency products) + ``s^2 c^3`` (inverses);
+        FFTs are not counted there."""
+        height, width = input_shape[-2:]
+        small, large = sorted((self.in_channels, self.out_channels))
+        return height * width * (batch_size * small * large + large * small**2)
 
     def lipschitz_bound(self) -> float:
         scale = abs(self.alpha.item()) * math.sqrt(self.kernel_size[0] * self.kernel_size[1])
@@ -304,6 +319,14 @@ class CayleyLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.orthogonal_weight(), self.bias)
+
+    def weight_transform(self) -> torch.Tensor:
+        norm = self.weight.norm().clamp_min(torch.finfo(self.weight.dtype).tiny)
+        return cayley(self.weight * (self.alpha / norm))
+
+    def multiply_adds(self, input_shape, batch_size: int) -> int:
+        small, large = sorted((self.in_features, self.out_features))
+        return batch_size * small * large + large * small**2
 
     def lipschitz_bound(self) -> float:
         channels = max(self.in_features, self.out_features)

@@ -174,6 +174,20 @@ class SOCConv2d(_SOCBase):
             x, self.scaled_filter(), self.bias, self._terms(), self.in_channels, self.out_channels
         )
 
+    def weight_transform(self) -> torch.Tensor:
+        """The training-time weight transform (timed by ``aol.bench layers``)."""
+        return self.scaled_filter()
+
+    def multiply_adds(self, input_shape, batch_size: int) -> int:
+        """Forward multiply-adds of a training step, 1LLC Table 1 terms: ``C t1`` for the
+        series; our scaling is the Gram-kernel bound, ``c^3 k^2 (2k-1)^2`` (Table 1 counts
+        SOC's Fantastic-Four power iteration, ``c^2 k^2 t2``, instead)."""
+        height, width = input_shape[-2:]
+        k1, k2 = self.kernel_size
+        conv = batch_size * height * width * self.channels**2 * k1 * k2
+        gram = self.channels**3 * k1 * k2 * (2 * k1 - 1) * (2 * k2 - 1)
+        return conv * self.train_terms + gram
+
     def export(self) -> SOCConv2dInference:
         return SOCConv2dInference(
             self.scaled_filter(), self.bias, self.eval_terms, self.in_channels, self.out_channels
@@ -264,6 +278,13 @@ class SOCLinear(_SOCBase):
         z = _series(_pad_channels(x, self.features), lambda v: F.linear(v, matrix), self._terms())
         z = z[..., : self.out_features]
         return z if self.bias is None else z + self.bias
+
+    def weight_transform(self) -> torch.Tensor:
+        return self.scaled_filter()
+
+    def multiply_adds(self, input_shape, batch_size: int) -> int:
+        """``b n^2 t1`` for the series plus ``n^3`` for the Gram bound (1LLC Table 1 style)."""
+        return batch_size * self.features**2 * self.train_terms + self.features**3
 
     def export(self) -> nn.Linear:
         """The whole truncated series as one matrix (eval term count): a plain ``nn.Linear``."""

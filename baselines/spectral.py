@@ -108,6 +108,17 @@ class _PowerIterationNormalised(nn.Module):
     def normalised_weight(self) -> torch.Tensor:
         return self.weight / self.sigma()
 
+    def weight_transform(self) -> torch.Tensor:
+        """The training-time transform: power iteration step(s), then ``W / sigma``."""
+        self._iterate(self.power_iterations)
+        return self.normalised_weight()
+
+    def multiply_adds(self, input_shape, batch_size: int) -> int:
+        """The layer (``C``) plus, per power-iteration step, ``A v``, ``A^T u`` and ``sigma``
+        on one input (1LLC Table 1 counts CPL's power method as ``s^2 c^2 k^2``)."""
+        per_sample = self._apply_operator_multiply_adds(input_shape)
+        return per_sample * (batch_size + 2 * self.power_iterations + 1)
+
     def lipschitz_bound(self) -> float:
         """``B(W) / sigma`` in float64, ``B`` guaranteed (``frequency_norm_bound``)."""
         with torch.no_grad():
@@ -175,6 +186,11 @@ class SpectralConv2d(_PowerIterationNormalised):
 
     def _apply_operator(self, v, weight):
         return same_size_conv2d(v, weight, None, self.padding_mode)
+
+    def _apply_operator_multiply_adds(self, input_shape) -> int:
+        height, width = input_shape[-2:]
+        k1, k2 = self.kernel_size
+        return height * width * self.in_channels * self.out_channels * k1 * k2
 
     def _apply_adjoint(self, u, weight):
         """``A^T u``: the vector-Jacobian product of the (linear) padded convolution."""
@@ -256,6 +272,9 @@ class SpectralLinear(_PowerIterationNormalised):
 
     def _apply_operator(self, v, weight):
         return weight @ v
+
+    def _apply_operator_multiply_adds(self, input_shape) -> int:
+        return self.in_features * self.out_features
 
     def _apply_adjoint(self, u, weight):
         return weight.T @ u
