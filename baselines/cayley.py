@@ -31,7 +31,9 @@ Bound. In exact arithmetic the layer is orthogonal: norm 1. The computed
 ``lipschitz_bound()`` returns ``1 + rounding_allowance``: a first-order
 backward-error allowance ``ROUNDING_CONSTANT * c * u * (1 + a)^2`` with ``u`` the
 unit roundoff of the weights' dtype, ``c = max(c_in, c_out)`` and ``a`` a
-guaranteed bound on ``max_f ||A(f)||`` (``||S(f)|| <= |alpha| sqrt(k1 k2)``).
+guaranteed bound on ``max_f ||A(f)||`` (``||A|| <= 2 s + s^2`` with
+``s = |alpha| B(W) / ||W||_F >= max_f ||S(f)||``, ``B`` the guaranteed
+convolution-norm bound ``baselines.bounds.frequency_norm_bound``).
 This is an allowance from the standard rounding model (Higham, "Accuracy and
 Stability of Numerical Algorithms", 2002, §9 for the inverse), not a proof;
 ``tests/test_cayley.py`` measures the actual defect against it at many sizes.
@@ -47,6 +49,7 @@ from torch import nn
 
 from aol.families import LayerFamily
 from aol.modules import MaxMin
+from baselines.bounds import frequency_norm_bound
 
 #: Safety constant of the rounding allowance (see the module docstring).
 ROUNDING_CONSTANT = 64.0
@@ -77,6 +80,15 @@ def rounding_allowance(dtype: torch.dtype, channels: int, scale_bound: float) ->
     unit_roundoff = torch.finfo(dtype).eps / 2
     skew_bound = 2.0 * scale_bound + scale_bound**2
     return ROUNDING_CONSTANT * channels * unit_roundoff * (1.0 + skew_bound) ** 2
+
+
+def scale_bound(weight: torch.Tensor, alpha: torch.Tensor) -> float:
+    """``s >= max_f ||alpha W^(f) / ||W||_F||`` for every input size (and for a matrix)."""
+    with torch.no_grad():
+        norm = weight.detach().to(torch.float64).norm().item()
+        if norm == 0:
+            return 0.0
+        return abs(alpha.item()) * frequency_norm_bound(weight) / norm
 
 
 def frequency_weights(weight: torch.Tensor, alpha: torch.Tensor, height: int, width: int):
@@ -230,8 +242,8 @@ class CayleyConv2d(nn.Module):
         return height * width * (batch_size * small * large + large * small**2)
 
     def lipschitz_bound(self) -> float:
-        scale = abs(self.alpha.item()) * math.sqrt(self.kernel_size[0] * self.kernel_size[1])
         channels = max(self.in_channels, self.out_channels)
+        scale = scale_bound(self.weight, self.alpha)
         return 1.0 + rounding_allowance(self.weight.dtype, channels, scale)
 
     def export(self) -> CayleyConv2dInference:
@@ -270,8 +282,8 @@ class CayleyConv2dInference(nn.Module):
         return apply_frequency_weights(x, weights, self.bias)
 
     def lipschitz_bound(self) -> float:
-        scale = abs(self.alpha.item()) * math.sqrt(self.kernel_size[0] * self.kernel_size[1])
         channels = max(self.in_channels, self.out_channels)
+        scale = scale_bound(self.weight, self.alpha)
         return 1.0 + rounding_allowance(self.weight.dtype, channels, scale)
 
 
@@ -330,7 +342,8 @@ class CayleyLinear(nn.Module):
 
     def lipschitz_bound(self) -> float:
         channels = max(self.in_features, self.out_features)
-        return 1.0 + rounding_allowance(self.weight.dtype, channels, abs(self.alpha.item()))
+        scale = scale_bound(self.weight, self.alpha)
+        return 1.0 + rounding_allowance(self.weight.dtype, channels, scale)
 
     def export(self) -> nn.Linear:
         plain = nn.Linear(
