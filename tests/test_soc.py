@@ -80,6 +80,22 @@ def test_term_counts_are_configurable():
         SOCConv2d(4, 4, 3, train_terms=0)
 
 
+def test_more_gram_iterations_scale_less_and_stay_sound():
+    one, two = (SOCConv2d(6, 6, 3, gram_iterations=t).double() for t in (1, 2))
+    randomise(one, seed=3)
+    randomise(two, seed=3)
+    norms = [
+        aol.verify.jacobian_singular_values(
+            lambda x, layer=layer: torch.nn.functional.conv2d(x, layer.scaled_filter(), padding=1),
+            (6, SIZE, SIZE),
+        )[0].item()
+        for layer in (one, two)
+    ]
+    assert norms[0] < norms[1] <= 1.0 + 1e-12
+    maximise_output_norm(two, (6, SIZE, SIZE))
+    assert_bound_holds(two, (6, SIZE, SIZE))
+
+
 def test_export_stores_the_scaled_filter_and_matches():
     layer = SOCConv2d(3, 5, 3)
     randomise(layer)
