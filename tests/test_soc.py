@@ -167,3 +167,8 @@ def test_suite_catches_the_reference_scaling(kernel_size):
     sound = SOCConv2d(4, 4, kernel_size, eval_terms=5).double()
     randomise(sound, seed=2)
     assert_bound_holds(sound, (4, SIZE, SIZE))
+    # with the default 12 terms the weak layer is still orthogonal to rounding: undetectable
+    weak_twelve = ReferenceScaledSOC(4, 4, kernel_size).double()
+    randomise(weak_twelve, seed=2)
+    sigma_max, _ = assert_bound_holds(weak_twelve, (4, SIZE, SIZE))
+    assert sigma_max <= 1.0 + 1e-12
