@@ -57,6 +57,9 @@ def correlation_gram_kernel(kernel: torch.Tensor) -> torch.Tensor:
     ``-(k - 1)`` to ``k - 1``; shape ``[c_in, c_in, 2 k1 - 1, 2 k2 - 1]``.
     """
     k1, k2 = kernel.shape[2:]
+    if (k1, k2) == (1, 1):  # a matrix: H = K^T K, one matmul instead of a 1x1 "convolution"
+        matrix = kernel[:, :, 0, 0]
+        return (matrix.T @ matrix)[:, :, None, None]
     transposed = kernel.transpose(0, 1)
     return F.conv2d(transposed, transposed, padding=(k1 - 1, k2 - 1)).transpose(0, 1)
 

@@ -127,7 +127,9 @@ class _PowerIterationNormalised(nn.Module):
             sigma = self._apply_operator(vector, weight).norm().item()
             if sigma <= 0:
                 return math.inf
-            return frequency_norm_bound(weight) / sigma
+            # the forward divides by sigma computed in the layer's dtype: allow for its rounding
+            rounding = 1.0 + 8 * torch.finfo(self.weight.dtype).eps
+            return frequency_norm_bound(weight) / sigma * rounding
 
 
 class SpectralConv2d(_PowerIterationNormalised):

@@ -8,6 +8,7 @@ from fractions import Fraction
 import pytest
 import torch
 
+import aol.verify
 from aol.layers import same_size_conv2d
 from aol.verify import jacobian_singular_values
 from baselines.bounds import exponential_tail, frequency_norm_bound, gram_row_sum_bound
@@ -79,3 +80,29 @@ def test_exponential_tail_matches_exact_rational_sum(rho, terms):
 def test_exponential_tail_equals_exp_minus_partial_sum_when_that_is_accurate():
     partial = sum(1.0 / math.factorial(index) for index in range(3))
     assert exponential_tail(1.0, 2) == pytest.approx(math.e - partial, rel=1e-12)
+
+
+@pytest.mark.parametrize("kernel_size", [1, 3])
+def test_gram_kernel_is_the_gram_matrix_of_the_convolution(kernel_size):
+    """Entries of ``A^T A`` (explicit Jacobian, an interior pixel) equal the Gram kernel's."""
+    from baselines.bounds import correlation_gram_kernel
+
+    kernel = torch.randn(3, 2, kernel_size, kernel_size, dtype=torch.float64)
+    size = 4 * kernel_size + 1
+    jacobian = aol.verify.exact_jacobian(
+        lambda x: same_size_conv2d(x, kernel, None, "circular"),
+        torch.zeros(1, 2, size, size, dtype=torch.float64),
+    )
+    gram = (jacobian.T @ jacobian).reshape(2, size, size, 2, size, size)
+    centre = size // 2
+    reach = kernel_size - 1
+    expected = correlation_gram_kernel(kernel)
+    window = gram[
+        :,
+        centre,
+        centre,
+        :,
+        centre - reach : centre + reach + 1,
+        centre - reach : centre + reach + 1,
+    ]
+    torch.testing.assert_close(window, expected)
