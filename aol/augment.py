@@ -37,7 +37,10 @@ _GREY_WEIGHTS = (0.299, 0.587, 0.114)
 
 @dataclass(frozen=True)
 class Augmentation:
-    """Which parts of the paper's augmentation apply (colour needs RGB; flip must keep the class)."""
+    """Which parts of the paper's augmentation apply.
+
+    Colour needs RGB; the flip must keep the class (not for digits).
+    """
 
     colour: bool = True
     spatial: bool = True

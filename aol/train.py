@@ -89,9 +89,7 @@ def make_optimiser(model: nn.Module, recipe: recipes.Recipe) -> torch.optim.SGD:
             {"params": [p for p in parameters if p.ndim >= 2], "weight_decay": recipe.weight_decay},
             {"params": [p for p in parameters if p.ndim < 2], "weight_decay": 0.0},
         ]
-    return torch.optim.SGD(
-        groups, lr=recipe.lr, momentum=recipe.momentum, nesterov=recipe.nesterov
-    )
+    return torch.optim.SGD(groups, lr=recipe.lr, momentum=recipe.momentum, nesterov=recipe.nesterov)
 
 
 def parameters_finite(model: nn.Module) -> bool:
@@ -99,16 +97,17 @@ def parameters_finite(model: nn.Module) -> bool:
 
 
 @torch.no_grad()
-def evaluate(
-    model: nn.Module, images, labels, loss_fn, lipschitz_bound: float | None
-) -> dict:
+def evaluate(model: nn.Module, images, labels, loss_fn, lipschitz_bound: float | None) -> dict:
     """Test loss, accuracy and (monitoring-only, float32 scores) certified accuracy.
 
     The authoritative certificate is ``python -m aol certify`` (float64, exported weights).
     """
     exported = aol.export(model)
     scores = torch.cat(
-        [exported(images[i : i + EVALUATION_BATCH]) for i in range(0, len(images), EVALUATION_BATCH)]
+        [
+            exported(images[i : i + EVALUATION_BATCH])
+            for i in range(0, len(images), EVALUATION_BATCH)
+        ]
     )
     metrics = {
         "test_loss": loss_fn(scores, labels).item(),
@@ -249,9 +248,7 @@ def train(config: TrainConfig, progress_stream=None) -> dict:
             progress.message(f"diverged in epoch {epoch + 1}: loss {train_loss}")
             break
         bound = aol.network_lipschitz_bound(model)
-        evaluation = evaluate(
-            model, dataset.test_images, dataset.test_labels, loss_fn, bound
-        )
+        evaluation = evaluate(model, dataset.test_images, dataset.test_labels, loss_fn, bound)
         synchronise(config.device)
         total_seconds = time.perf_counter() - epoch_start
         train_seconds += epoch_seconds
