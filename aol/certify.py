@@ -130,6 +130,9 @@ def certify(config: CertifyConfig) -> dict:
     attack_images, attack_labels = images[:attacked], labels[:attacked]
     empirical, broken_counts, certified_counts = {}, {}, {}
     for epsilon, key in zip(config.epsilons, keys, strict=True):
+        if attacked == 0:
+            empirical[key], broken_counts[key], certified_counts[key] = None, 0, 0
+            continue
         attack = pgd_l2(
             exported32,
             attack_images.float(),
@@ -140,7 +143,7 @@ def certify(config: CertifyConfig) -> dict:
             check_model=exported,
         )
         robust = correct[:attacked] & ~attack.broken
-        empirical[key] = robust.double().mean().item() if attacked else None
+        empirical[key] = robust.double().mean().item()
         mask = certified[key]
         certified_here = (
             torch.zeros(attacked, dtype=torch.bool, device=labels.device)
@@ -156,6 +159,9 @@ def certify(config: CertifyConfig) -> dict:
         attack_audit={
             "passed": attack_passed,
             "points": attacked,
+            "clean_accuracy_on_points": correct[:attacked].double().mean().item()
+            if attacked
+            else None,
             "steps": config.attack_steps,
             "restarts": config.attack_restarts,
             "step_size": f"{STEP_SIZE_FACTOR:g} * eps / steps",

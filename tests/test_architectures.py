@@ -1,4 +1,4 @@
-"""Architectures: parameter counts from the papers, shapes, every family, bounds vs exact Jacobians."""
+"""Architectures: published parameter counts, shapes, every family, bounds vs exact Jacobians."""
 
 import dataclasses
 
