@@ -12,7 +12,8 @@
   and weight decay were searched per model; the defaults here are AOL-S on CIFAR-10
   (Table 9: lr 1e-2, wd 5e-5) and the epochs its 2 h budget (Table 8: 763).
 * ``digits``: the paper's recipe tuned to train ``aol-digits`` on the 1347 digits
-  training images in about a minute of CPU time (see the README for its numbers).
+  training images in about a minute of CPU time: 40 epochs, batch 50, lr 0.05,
+  offset 0.5, weight decay 1e-4, no augmentation (see the README for the tuning runs).
 
 With the step schedule, drops are given as fractions of the epochs (0.9, 0.99,
 0.999), so a shortened run keeps the paper's shape; ``lr_drops`` (epoch numbers)
@@ -108,7 +109,7 @@ RECIPES = {
         schedule="onecycle",
     ),
     "digits": Recipe(
-        epochs=100,
+        epochs=40,
         batch_size=50,
         lr=0.05,
         momentum=0.9,
@@ -118,7 +119,7 @@ RECIPES = {
         offset=0.5,
         temperature=0.25,
         schedule="step",
-        augment=True,
+        augment=False,  # on 8x8 images it cost accuracy in a short budget (README)
     ),
 }
 
