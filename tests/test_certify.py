@@ -17,11 +17,13 @@ CERTIFY = ["--attack-points", "40", "--attack-steps", "10", "--attack-restarts",
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
     folder = tmp_path_factory.mktemp("runs")
     for family in ("aol", "standard"):
         assert main(["train", *TRAIN, "--family", family, "--out", str(folder / family)]) == 0
-    return folder
+    yield folder
+    torch.set_num_threads(threads)
 
 
 def certify(run, out, *extra):
