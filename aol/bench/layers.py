@@ -6,17 +6,28 @@ Cases (batch 250 by default, the AOL paper's batch size):
 * ``dense``: one 1024 -> 1024 dense layer (AOL-Small's dense width, 64 * 16);
 * ``stack``: 12 such convolutions and 4 such dense layers with the family's
   activation in between (FirstChannels(16) + Flatten joins the two parts).
+  Not in the default run (it takes ~15x the time of ``conv``); ask with ``--cases``.
 
 For each case and family: a training step (forward, ``out.square().mean()``,
-backward, SGD step), inference of the model as trained (eval mode, weight
-transform recomputed), and inference of ``aol.export(model)``. All candidates of
-one case are timed interleaved, round by round, so that the ratios compare like
-with like on a noisy machine.
+backward, SGD step), inference of the model as trained (eval mode: weight
+transform recomputed, or cached where the family caches), inference of
+``aol.export(model)``, and the training-time weight transform alone (every
+module's ``weight_transform()``; AOL's ``rescaled_weight()``), shown as a share
+of ``standard``'s training step. All candidates of one case are timed
+interleaved, round by round, so that the ratios compare like with like on a
+noisy machine. Then the peak memory of 3 training steps
+(``aol.memory.peak_training_memory``), as a ratio to ``standard``.
+
+Next to the measured training ratio: the ratio predicted by counting
+multiply-adds as 1LLC Table 1 does (lipschitz_compared.md §1.1): every module's
+``multiply_adds(input_shape, batch_size)`` (plain and AOL layers are counted
+here), summed over the model, divided by ``standard``'s count.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import platform
 from collections.abc import Callable
@@ -26,10 +37,13 @@ from torch import nn
 
 import aol
 from aol import families
+from aol.layers import AOLConv2d, AOLLinear
+from aol.memory import peak_training_memory
 from aol.timing import Timing, interleaved_timings
 
 REFERENCE_FAMILY = "standard"
 CASES = ("conv", "dense", "stack")
+DEFAULT_CASES = ("conv", "dense")
 
 
 def build_case(case: str, family: families.LayerFamily) -> tuple[nn.Module, tuple[int, ...]]:
@@ -56,6 +70,8 @@ def training_step(model: nn.Module, x: torch.Tensor) -> Callable[[], None]:
     model.train()
 
     def step() -> None:
+        if not model.training:
+            raise RuntimeError("the timed training step found its model in eval mode")
         optimiser.zero_grad(set_to_none=True)
         model(x).square().mean().backward()
         optimiser.step()
@@ -73,21 +89,112 @@ def inference(model: nn.Module, x: torch.Tensor) -> Callable[[], None]:
     return forward
 
 
+def module_multiply_adds(module: nn.Module, input_shape, batch_size: int) -> int | None:
+    """Forward multiply-adds of one training step of ``module`` (1LLC Table 1 terms).
+
+    A layer states its own count with ``multiply_adds``; plain and AOL layers are
+    counted here (``C = b s^2 c_in c_out k^2``; AOL adds its Gram matrix,
+    ``c_out c_in^2 k^4``, aol/rescaling.py). ``None``: a module with parameters
+    and no known count; parameter-free modules count 0.
+    """
+    if hasattr(module, "multiply_adds"):
+        return int(module.multiply_adds(input_shape, batch_size))
+    if isinstance(module, (nn.Conv2d, AOLConv2d)):
+        weight = module.weight
+        c_out, c_in, k1, k2 = weight.shape
+        count = batch_size * input_shape[-2] * input_shape[-1] * c_out * c_in * k1 * k2
+        if isinstance(module, AOLConv2d):
+            count += c_out * c_in**2 * (k1 * k2) ** 2
+        return count
+    if isinstance(module, (nn.Linear, AOLLinear)):
+        n_out, n_in = module.weight.shape
+        count = batch_size * n_in * n_out
+        return count + (n_out * n_in**2 if isinstance(module, AOLLinear) else 0)
+    if next(module.parameters(recurse=False), None) is None:
+        return 0
+    return None
+
+
+def model_multiply_adds(model: nn.Module, x: torch.Tensor) -> int | None:
+    """Sum of ``module_multiply_adds`` over the leaves, with input shapes seen in one forward."""
+    shapes: dict[nn.Module, tuple[int, ...]] = {}
+
+    def record(module: nn.Module, inputs: tuple) -> None:
+        shapes.setdefault(module, tuple(inputs[0].shape[1:]))
+
+    hooks = [
+        module.register_forward_pre_hook(record)
+        for module in model.modules()
+        if module is not model
+    ]
+    try:
+        with torch.no_grad():
+            model(x[:1])
+    finally:
+        for hook in hooks:
+            hook.remove()
+    total = 0
+    for module, shape in shapes.items():
+        if next(module.children(), None) is not None and not hasattr(module, "multiply_adds"):
+            continue  # a container: its leaves are counted
+        count = module_multiply_adds(module, shape, x.shape[0])
+        if count is None:
+            return None
+        total += count
+    return total
+
+
+def weight_transform(model: nn.Module) -> Callable[[], None] | None:
+    """Run every layer's training-time weight transform (no input), or None if there is none."""
+    transforms = []
+    for module in model.modules():
+        if hasattr(module, "weight_transform"):
+            transforms.append(module.weight_transform)
+        elif isinstance(module, (AOLConv2d, AOLLinear)):
+            transforms.append(module.rescaled_weight)
+    if not transforms:
+        return None
+
+    def run_all() -> None:
+        with torch.no_grad():
+            for transform in transforms:
+                transform()
+
+    return run_all
+
+
+def measure_memory(model: nn.Module, x: torch.Tensor, device: torch.device) -> int:
+    model.train()
+    optimiser = torch.optim.SGD(model.parameters(), lr=1e-6, momentum=0.9)
+    return peak_training_memory(lambda: model(x).square().mean(), optimiser, device).bytes
+
+
 def measure_case(
     case: str, family_names: list[str], batch_size: int, repeats: int, device: torch.device
 ) -> list[dict]:
     """Rows of one case: one per family, with times (seconds) and ratios to the reference."""
     candidates: dict[str, Callable[[], None]] = {}
+    models: dict[str, tuple[nn.Module, torch.Tensor]] = {}
+    multiply_adds: dict[str, int | None] = {}
     for name in family_names:
         torch.manual_seed(0)
         model, input_shape = build_case(case, families.get(name))
         model.to(device)
         x = torch.rand(batch_size, *input_shape, device=device)
+        models[name] = (model, x)
+        multiply_adds[name] = model_multiply_adds(model, x)
         candidates[f"{name}/train"] = training_step(model, x)
-        candidates[f"{name}/infer"] = inference(model, x)
+        # a separate copy: inference() puts its model in eval mode, which must not
+        # switch the training step's model out of training mode
+        candidates[f"{name}/infer"] = inference(copy.deepcopy(model), x)
         candidates[f"{name}/exported"] = inference(aol.export(model), x)
+        transform = weight_transform(model)
+        if transform is not None:
+            candidates[f"{name}/transform"] = transform
     timings = interleaved_timings(candidates, device, repeats=repeats)
+    memory = {name: measure_memory(model, x, device) for name, (model, x) in models.items()}
     reference = {kind: timings[f"{REFERENCE_FAMILY}/{kind}"] for kind in ("train", "infer")}
+    reference_count = multiply_adds[REFERENCE_FAMILY]
     rows = []
     for name in family_names:
         row: dict = {"case": case, "family": name}
@@ -97,30 +204,57 @@ def measure_case(
             row[f"{kind}_ms"] = 1e3 * timing.median
             row[f"{kind}_iqr_ms"] = 1e3 * timing.iqr
             row[f"{kind}_ratio"] = timing.median / baseline.median
+        transform = timings.get(f"{name}/transform")
+        row["transform_ms"] = 0.0 if transform is None else 1e3 * transform.median
+        row["transform_share"] = row["transform_ms"] / reference["train"].median / 1e3
+        count = multiply_adds[name]
+        row["predicted_train_ratio"] = (
+            None if count is None or not reference_count else count / reference_count
+        )
+        row["memory_bytes"] = memory[name]
+        row["memory_ratio"] = memory[name] / memory[REFERENCE_FAMILY]
         rows.append(row)
     return rows
 
 
 def format_table(rows: list[dict]) -> str:
     header = (
-        "| case | family | train step ms (IQR) | train / std | inference ms (IQR) "
-        "| infer / std | exported ms (IQR) | exported / std |"
+        "| case | family | train ms (IQR) | train / std | MAC-predicted / std "
+        "| measured / predicted | infer / std | exported / std | weight transform ms "
+        "| transform / std step | peak train MiB | memory / std |"
     )
-    lines = [header, "|" + "---|" * 8]
+    lines = [header, "|" + "---|" * 12]
     for row in rows:
-        cells = [row["case"], row["family"]]
-        for kind in ("train", "infer", "exported"):
-            cells.append(f"{row[f'{kind}_ms']:.1f} ({row[f'{kind}_iqr_ms']:.1f})")
-            cells.append(f"{row[f'{kind}_ratio']:.2f}x")
+        predicted = row["predicted_train_ratio"]
+        cells = [
+            row["case"],
+            row["family"],
+            f"{row['train_ms']:.1f} ({row['train_iqr_ms']:.1f})",
+            f"{row['train_ratio']:.2f}x",
+            "n/a" if predicted is None else f"{predicted:.2f}x",
+            "n/a" if predicted is None else f"{row['train_ratio'] / predicted:.2f}",
+            f"{row['infer_ratio']:.2f}x",
+            f"{row['exported_ratio']:.2f}x",
+            f"{row['transform_ms']:.1f}",
+            f"{row['transform_share']:.2f}",
+            f"{row['memory_bytes'] / 2**20:.1f}",
+            f"{row['memory_ratio']:.2f}x",
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=250, help="default: 250 (paper)")
-    parser.add_argument("--repeats", type=int, default=10, help="timed rounds after 2 warm-up")
     parser.add_argument(
-        "--cases", nargs="+", default=list(CASES), choices=CASES, help="default: all"
+        "--repeats", type=int, default=5, help="timed rounds after 2 warm-up (default 5)"
+    )
+    parser.add_argument(
+        "--cases",
+        nargs="+",
+        default=list(DEFAULT_CASES),
+        choices=CASES,
+        help=f"default: {' '.join(DEFAULT_CASES)} (stack takes ~15x as long as conv)",
     )
     parser.add_argument(
         "--families", nargs="+", default=None, help="default: every registered family"

@@ -1,0 +1,91 @@
+"""The common comparison network of "1-Lipschitz Layers Compared" (1LLC), ConvNet XS/S/M/L
+(lipschitz_compared.md §2; code ``models/simplified_conv_net.py``).
+
+    ZeroChannelConcatenation(w)                 pad the input channels with zeros to w
+    conv 1x1 w -> w, activation
+    per resolution s = image_size, ..., 2 (log2(image_size) "downsize blocks"):
+        5 x [conv k x k t -> t, activation]     k = 3, or 1 in the block at 2x2
+        FirstChannels(t / 2), PixelUnshuffle(2) -> s/2 x s/2 x 2t
+    head: conv 1x1 (no activation), FirstChannels(num_classes), Flatten
+
+w = 16 / 32 / 64 / 128; 1.57M / 6.28M / 25.12M / 100.46M parameters on CIFAR.
+1LLC's AdaptiveMaxPool2d(1) is the identity at 1x1 and is left out. Padding is
+the family's default (1LLC used circular padding for AOL).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from aol.architectures.common import conv_block, power_of_two_exponent, require
+from aol.families import LayerFamily
+from aol.modules import ConcatenationPooling, FirstChannels
+
+CONVS_PER_BLOCK = 5  # 1LLC nrof_layers_per_block
+
+
+class ZeroChannelConcatenation(nn.Module):
+    """Append zero channels up to ``channels``: an isometric embedding (1-Lipschitz)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.channels = channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        missing = self.channels - x.shape[1]
+        if missing < 0:
+            raise ValueError(f"ZeroChannelConcatenation({self.channels}) got {x.shape[1]} channels")
+        return F.pad(x, (0, 0, 0, 0, 0, missing))
+
+    def lipschitz_bound(self) -> float:
+        return 1.0
+
+    def extra_repr(self) -> str:
+        return f"channels={self.channels}"
+
+
+def convnet(family: LayerFamily, num_classes, in_channels, image_size, width) -> nn.Sequential:
+    blocks = power_of_two_exponent(image_size)
+    require(
+        blocks is not None and blocks >= 1,
+        f"the 1LLC ConvNet needs a power-of-two image size >= 2, got {image_size}",
+    )
+    require(
+        in_channels <= width,
+        f"the 1LLC ConvNet of width {width} cannot take {in_channels} input channels",
+    )
+    layers: list[nn.Module] = [ZeroChannelConcatenation(width)]
+    layers += conv_block(family, width, width, 1, True)
+    channels, size = width, image_size
+    for _ in range(blocks):
+        kernel = 3 if size > 2 else 1
+        for _ in range(CONVS_PER_BLOCK):
+            layers += conv_block(family, channels, channels, kernel, True)
+        layers += [FirstChannels(channels // 2), ConcatenationPooling(2)]
+        channels, size = channels * 2, size // 2
+    require(num_classes <= channels, f"ConvNet has {channels} outputs, < {num_classes} classes")
+    layers += conv_block(family, channels, channels, 1, False)
+    layers += [FirstChannels(num_classes), nn.Flatten()]
+    return nn.Sequential(*layers)
+
+
+def convnet_xs(family, num_classes, in_channels, image_size):
+    """1LLC ConvNet-XS: width 16 (1.57M parameters on CIFAR)."""
+    return convnet(family, num_classes, in_channels, image_size, width=16)
+
+
+def convnet_s(family, num_classes, in_channels, image_size):
+    """1LLC ConvNet-S: width 32 (6.28M parameters on CIFAR)."""
+    return convnet(family, num_classes, in_channels, image_size, width=32)
+
+
+def convnet_m(family, num_classes, in_channels, image_size):
+    """1LLC ConvNet-M: width 64 (25.12M parameters on CIFAR)."""
+    return convnet(family, num_classes, in_channels, image_size, width=64)
+
+
+def convnet_l(family, num_classes, in_channels, image_size):
+    """1LLC ConvNet-L: width 128 (100.46M parameters on CIFAR)."""
+    return convnet(family, num_classes, in_channels, image_size, width=128)

@@ -1,0 +1,70 @@
+"""The AOL paper's main "patchwise" model, AOL-Small / -Medium / -Large (paper Table 2;
+aol.md §2.1, released code ``models/patchwise.py``).
+
+    ConcatenationPooling(4)                       -> 8x8x48 on CIFAR
+    conv 1x1 -> 192, activation
+    12 x [conv 3x3 192 -> 192, activation]
+    conv 1x1 192 -> 192
+    FirstChannels(w), Flatten                     -> 64 w features
+    13 x [dense 64w -> 64w, activation]
+    dense 64w -> 64w, FirstChannels(num_classes)
+
+w = 16 / 32 / 48. Initialisation (aol.md §2.2) is the family's default: AOL's
+``init="paper"`` gives Dirac kernels / identity matrices to width-keeping layers
+and orthonormal columns to the first 1x1 conv, so the bound is tight at the start.
+For other input sizes the patch size stays 4 and the dense width is the flattened
+size ``w * (image_size / 4)**2`` (64 w for 32x32 inputs).
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from aol.architectures.common import conv_block, linear_block, require
+from aol.families import LayerFamily
+from aol.modules import ConcatenationPooling, FirstChannels
+
+PATCH_SIZE = 4  # aol.md §2.1, code patch_size=(4, 4)
+ENCODING_CHANNELS = 192  # 4 * 4 * 12
+ENCODING_LAYERS = 12
+DENSE_LAYERS = 14
+
+
+def patchwise(
+    family: LayerFamily, num_classes: int, in_channels: int, image_size: int, width: int
+) -> nn.Sequential:
+    name = f"patchwise model (w={width})"
+    require(
+        image_size % PATCH_SIZE == 0,
+        f"{name} needs an image size divisible by {PATCH_SIZE}, got {image_size}",
+    )
+    dense_width = width * (image_size // PATCH_SIZE) ** 2
+    require(
+        num_classes <= dense_width,
+        f"{name} has {dense_width} output features, fewer than {num_classes} classes",
+    )
+    layers: list[nn.Module] = [ConcatenationPooling(PATCH_SIZE)]
+    layers += conv_block(family, in_channels * PATCH_SIZE**2, ENCODING_CHANNELS, 1, True)
+    for _ in range(ENCODING_LAYERS):
+        layers += conv_block(family, ENCODING_CHANNELS, ENCODING_CHANNELS, 3, True)
+    layers += conv_block(family, ENCODING_CHANNELS, ENCODING_CHANNELS, 1, False)
+    layers += [FirstChannels(width), nn.Flatten()]
+    for index in range(DENSE_LAYERS):
+        layers += linear_block(family, dense_width, dense_width, index < DENSE_LAYERS - 1)
+    layers.append(FirstChannels(num_classes))
+    return nn.Sequential(*layers)
+
+
+def aol_small(family, num_classes, in_channels, image_size):
+    """AOL-Small: patchwise model with w = 16 (paper Table 2; 18,724,480 parameters on CIFAR)."""
+    return patchwise(family, num_classes, in_channels, image_size, width=16)
+
+
+def aol_medium(family, num_classes, in_channels, image_size):
+    """AOL-Medium: patchwise model with w = 32 (paper Table 2; 62,779,008 parameters on CIFAR)."""
+    return patchwise(family, num_classes, in_channels, image_size, width=32)
+
+
+def aol_large(family, num_classes, in_channels, image_size):
+    """AOL-Large: patchwise model with w = 48 (paper Table 2; 136,193,664 parameters on CIFAR)."""
+    return patchwise(family, num_classes, in_channels, image_size, width=48)

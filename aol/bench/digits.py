@@ -1,0 +1,74 @@
+"""Train and certify aol-digits for every registered family on digits; print one table.
+
+For each family: ``python -m aol train --dataset digits --architecture aol-digits
+--family F --seed S --out OUT/F`` (the ``digits`` recipe unless overridden), then
+``python -m aol certify --run OUT/F --out OUT/F/certify.json``. Existing finished runs
+are reused (the train command resumes or reports them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import torch
+
+from aol import families
+from aol.__main__ import main as aol_main
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", default="results/digits", help="default: results/digits")
+    parser.add_argument("--families", nargs="+", default=None, help="default: all registered")
+    parser.add_argument("--seed", default="0")
+    parser.add_argument("--threads", default=None, help="torch CPU threads")
+    parser.add_argument(
+        "--train-args", nargs=argparse.REMAINDER, default=[], help="extra train flags (last)"
+    )
+
+
+def _cell(value) -> str:
+    return "-" if value is None else f"{100 * value:.1f}"
+
+
+def run(arguments: argparse.Namespace) -> int:
+    import json
+
+    names = arguments.families or families.names()
+    for name in names:
+        families.get(name)
+    threads = ["--threads", arguments.threads] if arguments.threads else []
+    rows = []
+    for name in names:
+        run_dir = os.path.join(arguments.out, name)
+        train = ["train", "--dataset", "digits", "--architecture", "aol-digits", "--family", name,
+                 "--seed", arguments.seed, "--out", run_dir, "--device", "cpu", *threads,
+                 *arguments.train_args]  # fmt: skip
+        if aol_main(train) != 0:
+            return 1
+        report_path = os.path.join(run_dir, "certify.json")
+        certify_code = aol_main(["certify", "--run", run_dir, "--out", report_path,
+                                 "--device", "cpu", *threads])  # fmt: skip
+        with open(os.path.join(run_dir, "result.json")) as stream:
+            result = json.load(stream)
+        with open(report_path) as stream:
+            report = json.load(stream)
+        rows.append((name, result, report, certify_code))
+    print(f"# aol.bench digits: aol-digits, seed {arguments.seed}, torch {torch.__version__}")
+    print("| family | status | train s | clean % | cert 36 % | cert 72 % | cert 108 % | "
+          "cert 255 % | PGD 36 % | broken | audits |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for name, result, report, _ in rows:
+        certified = report["certified_accuracy"]
+        broken = sum(v or 0 for v in report["broken_certificates"].values())
+        print(
+            f"| {name} | {report['status']} | {result['train_seconds']:.0f} | "
+            f"{_cell(report['clean_accuracy'])} | {_cell(certified.get('36'))} | "
+            f"{_cell(certified.get('72'))} | {_cell(certified.get('108'))} | "
+            f"{_cell(certified.get('255'))} | "
+            f"{_cell(report['empirical_robust_accuracy'].get('36'))} | {broken} | "
+            f"{'passed' if report['audits_passed'] else 'FAILED'} |"
+        )
+    sys.stdout.flush()
+    return 0 if all(code == 0 for *_, code in rows) else 1

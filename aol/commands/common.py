@@ -1,0 +1,64 @@
+"""Argument checks shared by the subcommands: each turns a bad value into one UsageError."""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from aol import architectures, data, families
+from aol.commands import UsageError
+from aol.runtime import resolve_device
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from error
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from error
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def device(flag: str) -> torch.device:
+    try:
+        return resolve_device(flag)
+    except ValueError as error:
+        raise UsageError(str(error)) from error
+
+
+def check_model(architecture: str, family: str, dataset: str) -> data.DatasetInfo:
+    """Known names, and the architecture can take the dataset's shape (built on the meta
+    device: no memory, no work)."""
+    try:
+        info = data.info(dataset)
+        family_object = families.get(family)
+        with torch.device("meta"):
+            model = architectures.build(
+                architecture, family_object, info.num_classes, info.channels, info.image_size
+            )
+            scores = model(torch.empty(2, info.channels, info.image_size, info.image_size))
+    except (KeyError, ValueError, RuntimeError) as error:
+        raise UsageError(str(error)) from error
+    if tuple(scores.shape) != (2, info.num_classes):
+        raise UsageError(
+            f"{architecture} on {dataset} gives outputs of shape {tuple(scores.shape[1:])}, "
+            f"expected ({info.num_classes},)"
+        )
+    return info
+
+
+def check_data_available(dataset: str, data_dir: str, download: bool) -> None:
+    if dataset != "digits" and not download and not data.cifar_files_present(dataset, data_dir):
+        raise UsageError(data.missing_cifar_message(dataset, data_dir))

@@ -1,0 +1,114 @@
+"""Train a network; resumable, writes checkpoint.pt, metrics.jsonl and result.json."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import torch
+
+from aol import recipes
+from aol.commands import UsageError, common
+from aol.train import RunMismatchError, TrainConfig, train
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Train a network on a dataset with a recipe (paper | 1llc | digits). Rerunning the "
+        "same command resumes from RUN_DIR/checkpoint.pt; a finished run is reported, not redone."
+    )
+    parser.add_argument("--dataset", required=True, help="digits | cifar10 | cifar100")
+    parser.add_argument("--architecture", required=True, help="e.g. aol-digits, aol-small")
+    parser.add_argument("--family", required=True, help="a registered layer family, e.g. aol")
+    parser.add_argument("--seed", type=common.non_negative_int, required=True)
+    parser.add_argument("--out", required=True, metavar="RUN_DIR")
+    parser.add_argument(
+        "--recipe",
+        choices=sorted(recipes.RECIPES),
+        default=None,
+        help="preset of every knob below (default: digits for digits, paper otherwise)",
+    )
+    knobs = parser.add_argument_group("recipe overrides (default: the recipe's value)")
+    knobs.add_argument("--epochs", type=common.positive_int)
+    knobs.add_argument("--batch-size", type=common.positive_int)
+    knobs.add_argument("--lr", type=float)
+    knobs.add_argument("--momentum", type=float)
+    knobs.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=None)
+    knobs.add_argument("--weight-decay", type=float)
+    knobs.add_argument(
+        "--decay-biases",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="weight decay also on 1-d parameters (biases)",
+    )
+    knobs.add_argument("--offset", type=float, help="offset u of the loss")
+    knobs.add_argument("--temperature", type=float, help="temperature t of the loss")
+    knobs.add_argument("--schedule", choices=recipes.SCHEDULES)
+    knobs.add_argument(
+        "--lr-drops",
+        type=common.non_negative_int,
+        nargs="+",
+        metavar="EPOCH",
+        help="step schedule: 0-based epochs where lr is divided by 10",
+    )
+    knobs.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None)
+    parser.add_argument("--checkpoint-every", type=common.positive_int, default=10)
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:K")
+    parser.add_argument("--data-dir", default="data", help="where CIFAR lives (default: data)")
+    parser.add_argument("--download", action="store_true", help="allow downloading CIFAR")
+    parser.add_argument("--threads", type=common.positive_int, help="torch CPU threads")
+
+
+def config_from_arguments(arguments: argparse.Namespace) -> TrainConfig:
+    """Every check that can fail happens here, before any work."""
+    common.check_model(arguments.architecture, arguments.family, arguments.dataset)
+    recipe_name = arguments.recipe or recipes.default_recipe(arguments.dataset)
+    recipe = recipes.get(recipe_name).with_overrides(
+        epochs=arguments.epochs,
+        batch_size=arguments.batch_size,
+        lr=arguments.lr,
+        momentum=arguments.momentum,
+        nesterov=arguments.nesterov,
+        weight_decay=arguments.weight_decay,
+        decay_biases=arguments.decay_biases,
+        offset=arguments.offset,
+        temperature=arguments.temperature,
+        schedule=arguments.schedule,
+        lr_drops=tuple(arguments.lr_drops) if arguments.lr_drops else None,
+        augment=arguments.augment,
+    )
+    try:
+        recipe.validate()
+    except ValueError as error:
+        raise UsageError(str(error)) from error
+    device = common.device(arguments.device)
+    common.check_data_available(arguments.dataset, arguments.data_dir, arguments.download)
+    return TrainConfig(
+        dataset=arguments.dataset,
+        architecture=arguments.architecture,
+        family=arguments.family,
+        seed=arguments.seed,
+        out=arguments.out,
+        recipe_name=recipe_name,
+        recipe=recipe,
+        checkpoint_every=arguments.checkpoint_every,
+        device=device,
+        data_dir=arguments.data_dir,
+        download=arguments.download,
+    )
+
+
+def run(arguments: argparse.Namespace) -> int:
+    config = config_from_arguments(arguments)
+    if arguments.threads:
+        torch.set_num_threads(arguments.threads)
+    try:
+        result = train(config)
+    except RunMismatchError as error:
+        raise UsageError(str(error)) from error
+    summary = {
+        key: result.get(key)
+        for key in ("status", "epochs_completed", "test_accuracy", "test_certified_accuracy")
+    }
+    print(json.dumps(summary))
+    return 0

@@ -1,0 +1,156 @@
+"""Datasets as whole tensors in [0, 1] pixel space (aol.md §3.3: x / 255, no normalisation).
+
+Inputs are never normalised, so a certificate's radius eps means what the papers
+mean (an l2 distance in [0, 1] pixel space). Each split is one tensor that can
+live on the training device (``Dataset.to``); training indexes it directly.
+
+* ``digits``: scikit-learn's ``load_digits`` (1797 images, 1x8x8, values 0..16
+  scaled by 1/16), split once into train/test, stratified by class with a fixed
+  seed (``DIGITS_TEST_FRACTION``, ``DIGITS_SPLIT_SEED``), the same for every run.
+* ``cifar10`` / ``cifar100``: torchvision's readers of the python-pickle batches
+  under ``data_dir`` (their md5 checks included), downloaded only when allowed.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+DIGITS_TEST_FRACTION = 0.25
+DIGITS_SPLIT_SEED = 0
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """Shape facts known without loading: used to validate arguments before any work."""
+
+    name: str
+    channels: int
+    image_size: int
+    num_classes: int
+    colour: bool  # colour augmentation applies (RGB)
+    horizontal_flip: bool  # the flip keeps the class (not for digits)
+
+
+DATASETS = {
+    "digits": DatasetInfo("digits", 1, 8, 10, colour=False, horizontal_flip=False),
+    "cifar10": DatasetInfo("cifar10", 3, 32, 10, colour=True, horizontal_flip=True),
+    "cifar100": DatasetInfo("cifar100", 3, 32, 100, colour=True, horizontal_flip=True),
+}
+
+
+class UnknownDatasetError(KeyError):
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """The dataset's files are absent (or fail their checksum) and may not be downloaded."""
+
+
+def info(name: str) -> DatasetInfo:
+    if name not in DATASETS:
+        raise UnknownDatasetError(
+            f"unknown dataset {name!r}; known datasets: {', '.join(sorted(DATASETS))}"
+        )
+    return DATASETS[name]
+
+
+@dataclass
+class Dataset:
+    info: DatasetInfo
+    train_images: torch.Tensor  # float32 [N, C, H, W] in [0, 1]
+    train_labels: torch.Tensor  # int64 [N]
+    test_images: torch.Tensor
+    test_labels: torch.Tensor
+
+    def to(self, device: torch.device | str) -> Dataset:
+        return Dataset(
+            self.info,
+            self.train_images.to(device),
+            self.train_labels.to(device),
+            self.test_images.to(device),
+            self.test_labels.to(device),
+        )
+
+
+def load(name: str, data_dir: str | os.PathLike = "data", download: bool = False) -> Dataset:
+    """Load dataset ``name`` onto the CPU (``Dataset.to(device)`` moves it)."""
+    dataset_info = info(name)
+    if name == "digits":
+        return _load_digits(dataset_info)
+    return _load_cifar(dataset_info, data_dir, download)
+
+
+def _load_digits(dataset_info: DatasetInfo) -> Dataset:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    images = (digits.images / 16.0).astype(np.float32)[:, None]  # [N, 1, 8, 8], in [0, 1]
+    labels = digits.target.astype(np.int64)
+    train_x, test_x, train_y, test_y = train_test_split(
+        images,
+        labels,
+        test_size=DIGITS_TEST_FRACTION,
+        stratify=labels,
+        random_state=DIGITS_SPLIT_SEED,
+    )
+    return Dataset(
+        dataset_info,
+        torch.from_numpy(train_x),
+        torch.from_numpy(train_y),
+        torch.from_numpy(test_x),
+        torch.from_numpy(test_y),
+    )
+
+
+def cifar_folder(name: str, data_dir: str | os.PathLike) -> str:
+    """Where torchvision expects the extracted python version of CIFAR-``name``."""
+    from torchvision.datasets import CIFAR10, CIFAR100
+
+    reader = CIFAR10 if name == "cifar10" else CIFAR100
+    return os.path.join(os.fspath(data_dir), reader.base_folder)
+
+
+def _load_cifar(dataset_info: DatasetInfo, data_dir, download: bool) -> Dataset:
+    from torchvision.datasets import CIFAR10, CIFAR100
+
+    reader = CIFAR10 if dataset_info.name == "cifar10" else CIFAR100
+    try:
+        train = reader(os.fspath(data_dir), train=True, download=download)
+        test = reader(os.fspath(data_dir), train=False, download=download)
+    except RuntimeError as error:  # torchvision: "Dataset not found or corrupted ..."
+        raise DatasetNotFoundError(missing_cifar_message(dataset_info.name, data_dir)) from error
+
+    def as_tensors(split) -> tuple[torch.Tensor, torch.Tensor]:
+        images = torch.from_numpy(split.data).permute(0, 3, 1, 2).float().div_(255.0)
+        return images.contiguous(), torch.tensor(split.targets, dtype=torch.int64)
+
+    train_images, train_labels = as_tensors(train)
+    test_images, test_labels = as_tensors(test)
+    return Dataset(dataset_info, train_images, train_labels, test_images, test_labels)
+
+
+def missing_cifar_message(name: str, data_dir) -> str:
+    archive = "cifar-10-python.tar.gz" if name == "cifar10" else "cifar-100-python.tar.gz"
+    return (
+        f"{name} not found (or its files fail torchvision's md5 check) in "
+        f"{cifar_folder(name, data_dir)}; download {archive} "
+        f"(https://www.cs.toronto.edu/~kriz/cifar.html) and extract it into {os.fspath(data_dir)}, "
+        f"or pass --download to let torchvision fetch it"
+    )
+
+
+def cifar_files_present(name: str, data_dir) -> bool:
+    """A cheap presence check (no checksums) used to fail fast before any work."""
+    from torchvision.datasets import CIFAR10, CIFAR100
+
+    reader = CIFAR10 if name == "cifar10" else CIFAR100
+    folder = cifar_folder(name, data_dir)
+    files = [entry[0] for entry in reader.train_list + reader.test_list]
+    files.append(reader.meta["filename"])
+    return all(os.path.isfile(os.path.join(folder, file)) for file in files)

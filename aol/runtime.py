@@ -1,0 +1,70 @@
+"""Device choice and the environment facts every result records."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+
+import torch
+
+
+def resolve_device(flag: str = "auto") -> torch.device:
+    """``auto`` is CUDA when available, else CPU; ``cuda``/``cuda:K`` must exist."""
+    if flag == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(flag)
+    except RuntimeError as error:
+        raise ValueError(f"unknown device {flag!r}; use auto, cpu, cuda or cuda:K") from error
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"unsupported device {flag!r}; use auto, cpu, cuda or cuda:K")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {flag!r} requested but CUDA is not available here")
+        index = device.index or 0
+        if index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device {flag!r} requested but only {torch.cuda.device_count()} GPU(s) exist"
+            )
+    return device
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({platform.machine()}, {platform.processor() or 'unknown processor'})"
+
+
+def environment(device: torch.device) -> dict:
+    return {
+        "device": str(device),
+        "device_name": device_name(device),
+        "torch_version": torch.__version__,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def synchronise(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def write_json_atomically(path: str | os.PathLike, data: dict) -> None:
+    """Write ``data`` as JSON to a temporary file next to ``path``, then rename it into place."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".json")
+    try:
+        with os.fdopen(handle, "w") as stream:
+            json.dump(data, stream, indent=2)
+            stream.write("\n")
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise

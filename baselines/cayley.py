@@ -1,0 +1,381 @@
+"""``cayley``: orthogonal convolutions by the Cayley transform in the Fourier domain
+(Trockman & Kolter, ICLR 2021; baselines.md §2).
+
+A circular convolution on an ``H x W`` input is block-diagonalised by the 2-D DFT:
+each frequency ``f`` gets a complex matrix ``W^(f)`` (``c_out x c_in``). The layer
+replaces it by the Cayley transform of ``S(f) = alpha W^(f) / ||W||_F``:
+
+* ``c_out >= c_in``: ``S = [U; V]`` (``U`` square), ``A = U - U^H + V^H V``,
+  ``Q = [(I + A)^-1 (I - A); -2 V (I + A)^-1]``, and ``Q^H Q = I`` (§2.1);
+* ``c_out < c_in``: ``Q = cayley(S^H)^H`` (orthonormal rows).
+
+``A + A^H = 2 V^H V`` is positive semidefinite, so ``||(I + A)^-1|| <= 1``: the
+inverse always exists. Only the ``H (W // 2 + 1)`` frequencies of ``rfft2`` are
+transformed; the others are their complex conjugates and the Cayley transform
+commutes with conjugation, so the layer is a real orthogonal (``c_out >= c_in``)
+or row-orthogonal map. Any ``H, W >= k`` is accepted (odd sizes included).
+
+Differences from the reference code, on purpose:
+
+* ``alpha`` is a parameter from construction, so an optimiser built before the
+  first forward trains it (the reference creates it lazily and never trains it,
+  §2.6). Its normaliser is the kernel's spatial Frobenius norm, the same for
+  every input size (the reference uses the frequency-domain norm, which grows
+  with the size); ``alpha`` starts at ``||W||_F`` so that at initialisation the
+  transform sees the raw weights, as in the reference.
+* In eval mode the transformed weights of each input size are computed once and
+  reused until a parameter changes (version counters) or ``train()`` is called.
+
+Bound. In exact arithmetic the layer is orthogonal: norm 1. The computed
+``Q`` is orthogonal only up to rounding, amplified by ``cond(I + A) <= 1 + ||A||``.
+``lipschitz_bound()`` returns ``1 + rounding_allowance``: a first-order
+backward-error allowance ``ROUNDING_CONSTANT * c * u * (1 + a)^2`` with ``u`` the
+unit roundoff of the weights' dtype, ``c = max(c_in, c_out)`` and ``a`` a
+guaranteed bound on ``max_f ||A(f)||`` (``||A|| <= 2 s + s^2`` with
+``s = |alpha| B(W) / ||W||_F >= max_f ||S(f)||``, ``B`` the guaranteed
+convolution-norm bound ``baselines.bounds.frequency_norm_bound``).
+This is an allowance from the standard rounding model (Higham, "Accuracy and
+Stability of Numerical Algorithms", 2002, §9 for the inverse), not a proof;
+``tests/test_cayley.py`` measures the actual defect against it at many sizes.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from aol.families import LayerFamily
+from aol.modules import MaxMin
+from baselines.bounds import frequency_norm_bound
+
+#: Safety constant of the rounding allowance (see the module docstring).
+ROUNDING_CONSTANT = 64.0
+
+
+def _pair(value) -> tuple[int, int]:
+    if isinstance(value, int):
+        return value, value
+    first, second = value
+    return int(first), int(second)
+
+
+def cayley(matrices: torch.Tensor) -> torch.Tensor:
+    """Cayley transform of a batch ``[..., out, in]`` into (semi-)unitary matrices."""
+    rows, columns = matrices.shape[-2:]
+    if rows < columns:
+        return cayley(matrices.mH).mH
+    square, rest = matrices[..., :columns, :], matrices[..., columns:, :]
+    skew = square - square.mH + rest.mH @ rest
+    identity = torch.eye(columns, dtype=matrices.dtype, device=matrices.device)
+    inverse = torch.linalg.inv(identity + skew)
+    top = inverse @ (identity - skew)
+    return torch.cat([top, -2.0 * rest @ inverse], dim=-2)
+
+
+def rounding_allowance(dtype: torch.dtype, channels: int, scale_bound: float) -> float:
+    """``ROUNDING_CONSTANT * channels * u * (1 + a)^2`` ``a = 2 s + s^2`` bounding ``||A||``."""
+    unit_roundoff = torch.finfo(dtype).eps / 2
+    skew_bound = 2.0 * scale_bound + scale_bound**2
+    return ROUNDING_CONSTANT * channels * unit_roundoff * (1.0 + skew_bound) ** 2
+
+
+def scale_bound(weight: torch.Tensor, alpha: torch.Tensor) -> float:
+    """``s >= max_f ||alpha W^(f) / ||W||_F||`` for every input size (and for a matrix)."""
+    with torch.no_grad():
+        norm = weight.detach().to(torch.float64).norm().item()
+        if norm == 0:
+            return 0.0
+        return abs(alpha.item()) * frequency_norm_bound(weight) / norm
+
+
+def frequency_weights(weight: torch.Tensor, alpha: torch.Tensor, height: int, width: int):
+    """``Q(f)`` for the ``rfft2`` frequencies of an ``height x width`` input: ``[F, out, in]``.
+
+    ``W^(f) = conj(rfft2(roll(pad(W))))``: the kernel is zero-padded to the input
+    size and rolled so its centre tap sits at the origin; the conjugate turns the
+    cross-correlation of ``conv2d`` into the product ``W^(f) x^(f)`` (§2.1).
+    """
+    c_out, c_in, k1, k2 = weight.shape
+    padded = F.pad(weight, (0, width - k2, 0, height - k1))
+    centred = torch.roll(padded, shifts=(-(k1 // 2), -(k2 // 2)), dims=(2, 3))
+    spectrum = torch.fft.rfft2(centred).conj()  # [out, in, H, W//2+1]
+    scaled = spectrum * (alpha / weight.norm().clamp_min(torch.finfo(weight.dtype).tiny))
+    return cayley(scaled.permute(2, 3, 0, 1).reshape(-1, c_out, c_in))
+
+
+def apply_frequency_weights(x: torch.Tensor, weights: torch.Tensor, bias) -> torch.Tensor:
+    batch, c_in, height, width = x.shape
+    spectrum = torch.fft.rfft2(x).permute(2, 3, 1, 0).reshape(-1, c_in, batch)
+    product = weights @ spectrum.to(weights.dtype)  # [F, out, batch]
+    product = product.reshape(height, width // 2 + 1, -1, batch).permute(3, 2, 0, 1)
+    y = torch.fft.irfft2(product, s=(height, width))
+    return y if bias is None else y + bias[None, :, None, None]
+
+
+class _VersionedCache:
+    """Results keyed by input size, valid while the given tensors are unchanged."""
+
+    def __init__(self) -> None:
+        self.entries: dict = {}
+        self.stamp = None
+
+    @staticmethod
+    def _stamp(tensors) -> tuple:
+        return tuple((t.data_ptr(), t._version, t.dtype, t.device, tuple(t.shape)) for t in tensors)
+
+    def get(self, key, tensors, compute):
+        stamp = self._stamp(tensors)
+        if stamp != self.stamp:
+            self.entries.clear()
+            self.stamp = stamp
+        if key not in self.entries:
+            with torch.no_grad():
+                self.entries[key] = compute()
+        return self.entries[key]
+
+    def clear(self) -> None:
+        self.entries.clear()
+        self.stamp = None
+
+
+def _check_input(x: torch.Tensor, in_channels: int, kernel: tuple[int, int]) -> None:
+    if x.dim() != 4 or x.shape[1] != in_channels:
+        raise ValueError(
+            f"expected input [batch, {in_channels}, height, width], got {tuple(x.shape)}"
+        )
+    if x.shape[2] < kernel[0] or x.shape[3] < kernel[1]:
+        raise ValueError(
+            f"a Cayley convolution with kernel {kernel[0]}x{kernel[1]} needs inputs of at least "
+            f"that size (it is a circular convolution of the input's size), got "
+            f"{x.shape[2]}x{x.shape[3]}"
+        )
+
+
+class CayleyConv2d(nn.Module):
+    """Orthogonal circular convolution (stride 1, 'same' size) by the per-frequency Cayley map."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int],
+        stride: int | tuple[int, int] = 1,
+        padding: str = "same",
+        bias: bool = True,
+        padding_mode: str = "circular",
+        device=None,
+        dtype=None,
+    ) -> None:
+        super().__init__()
+        kernel = _pair(kernel_size)
+        if in_channels < 1 or out_channels < 1 or min(kernel) < 1:
+            raise ValueError(
+                f"CayleyConv2d needs positive sizes, got in_channels={in_channels}, "
+                f"out_channels={out_channels}, kernel_size={kernel_size}"
+            )
+        if _pair(stride) != (1, 1) or padding != "same":
+            raise ValueError(
+                "CayleyConv2d supports stride 1 with padding='same' only; downsample with "
+                "aol.ConcatenationPooling(2) before it"
+            )
+        if padding_mode != "circular":
+            raise ValueError(
+                f"CayleyConv2d is a circular convolution (padding_mode='circular'), got "
+                f"{padding_mode!r}"
+            )
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.kernel_size = kernel
+        self.padding_mode = padding_mode
+        factory = {"device": device, "dtype": dtype}
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, *kernel, **factory))
+        self.alpha = nn.Parameter(torch.empty((), **factory))
+        self.bias = nn.Parameter(torch.empty(out_channels, **factory)) if bias else None
+        self._cache = _VersionedCache()
+        self.last_input_size: tuple[int, int] | None = None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        # reference: U(+-1/sqrt(fan_in)) weights and bias, alpha = ||W|| (baselines.md §2.1-2.2)
+        bound = 1.0 / math.sqrt(self.in_channels * self.kernel_size[0] * self.kernel_size[1])
+        nn.init.uniform_(self.weight, -bound, bound)
+        with torch.no_grad():
+            self.alpha.copy_(self.weight.norm())
+        if self.bias is not None:
+            nn.init.uniform_(self.bias, -bound, bound)
+        self._cache.clear()
+
+    def train(self, mode: bool = True):
+        self._cache.clear()
+        return super().train(mode)
+
+    def frequency_weights(self, height: int, width: int) -> torch.Tensor:
+        """The transformed weights for an input size; cached (no gradient) in eval mode."""
+        if self.training:
+            return frequency_weights(self.weight, self.alpha, height, width)
+        return self._cache.get(
+            (height, width),
+            (self.weight, self.alpha),
+            lambda: frequency_weights(self.weight, self.alpha, height, width),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_input(x, self.in_channels, self.kernel_size)
+        self.last_input_size = (x.shape[2], x.shape[3])
+        weights = self.frequency_weights(x.shape[2], x.shape[3])
+        return apply_frequency_weights(x, weights, self.bias)
+
+    def weight_transform(self) -> torch.Tensor:
+        """The training-time transform for the last input size (timed by ``aol.bench``)."""
+        if self.last_input_size is None:
+            raise RuntimeError("the Cayley transform depends on the input size: call forward first")
+        return frequency_weights(self.weight, self.alpha, *self.last_input_size)
+
+    def multiply_adds(self, input_shape, batch_size: int) -> int:
+        """1LLC Table 1: ``b s^2 c^2`` (per-frequency products) + ``s^2 c^3`` (inverses);
+        FFTs are not counted there."""
+        height, width = input_shape[-2:]
+        small, large = sorted((self.in_channels, self.out_channels))
+        return height * width * (batch_size * small * large + large * small**2)
+
+    def lipschitz_bound(self) -> float:
+        channels = max(self.in_channels, self.out_channels)
+        scale = scale_bound(self.weight, self.alpha)
+        return 1.0 + rounding_allowance(self.weight.dtype, channels, scale)
+
+    def export(self) -> CayleyConv2dInference:
+        return CayleyConv2dInference(self)
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"padding_mode='circular', bias={self.bias is not None}"
+        )
+
+
+class CayleyConv2dInference(nn.Module):
+    """Frozen copy of a ``CayleyConv2d``: transformed weights computed once per input size."""
+
+    def __init__(self, layer: CayleyConv2d) -> None:
+        super().__init__()
+        self.in_channels = layer.in_channels
+        self.out_channels = layer.out_channels
+        self.kernel_size = layer.kernel_size
+        self.weight = nn.Parameter(layer.weight.detach().clone(), requires_grad=False)
+        self.alpha = nn.Parameter(layer.alpha.detach().clone(), requires_grad=False)
+        self.bias = None
+        if layer.bias is not None:
+            self.bias = nn.Parameter(layer.bias.detach().clone(), requires_grad=False)
+        self._cache = _VersionedCache()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_input(x, self.in_channels, self.kernel_size)
+        height, width = x.shape[2:]
+        weights = self._cache.get(
+            (height, width),
+            (self.weight, self.alpha),
+            lambda: frequency_weights(self.weight, self.alpha, height, width),
+        )
+        return apply_frequency_weights(x, weights, self.bias)
+
+    def lipschitz_bound(self) -> float:
+        channels = max(self.in_channels, self.out_channels)
+        scale = scale_bound(self.weight, self.alpha)
+        return 1.0 + rounding_allowance(self.weight.dtype, channels, scale)
+
+
+class CayleyLinear(nn.Module):
+    """Dense layer ``y = cayley(alpha W / ||W||_F) x + b`` (orthogonal columns or rows)."""
+
+    def __init__(
+        self, in_features: int, out_features: int, bias: bool = True, device=None, dtype=None
+    ) -> None:
+        super().__init__()
+        if in_features < 1 or out_features < 1:
+            raise ValueError(
+                f"CayleyLinear needs positive sizes, got in={in_features}, out={out_features}"
+            )
+        self.in_features = in_features
+        self.out_features = out_features
+        factory = {"device": device, "dtype": dtype}
+        self.weight = nn.Parameter(torch.empty(out_features, in_features, **factory))
+        self.alpha = nn.Parameter(torch.empty((), **factory))
+        self.bias = nn.Parameter(torch.empty(out_features, **factory)) if bias else None
+        self._cache = _VersionedCache()
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        bound = 1.0 / math.sqrt(self.in_features)
+        nn.init.uniform_(self.weight, -bound, bound)
+        with torch.no_grad():
+            self.alpha.copy_(self.weight.norm())
+        if self.bias is not None:
+            nn.init.uniform_(self.bias, -bound, bound)
+        self._cache.clear()
+
+    def train(self, mode: bool = True):
+        self._cache.clear()
+        return super().train(mode)
+
+    def orthogonal_weight(self) -> torch.Tensor:
+        def compute():
+            norm = self.weight.norm().clamp_min(torch.finfo(self.weight.dtype).tiny)
+            return cayley(self.weight * (self.alpha / norm))
+
+        if self.training:
+            return compute()
+        return self._cache.get(None, (self.weight, self.alpha), compute)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.orthogonal_weight(), self.bias)
+
+    def weight_transform(self) -> torch.Tensor:
+        norm = self.weight.norm().clamp_min(torch.finfo(self.weight.dtype).tiny)
+        return cayley(self.weight * (self.alpha / norm))
+
+    def multiply_adds(self, input_shape, batch_size: int) -> int:
+        small, large = sorted((self.in_features, self.out_features))
+        return batch_size * small * large + large * small**2
+
+    def lipschitz_bound(self) -> float:
+        channels = max(self.in_features, self.out_features)
+        scale = scale_bound(self.weight, self.alpha)
+        return 1.0 + rounding_allowance(self.weight.dtype, channels, scale)
+
+    def export(self) -> nn.Linear:
+        plain = nn.Linear(
+            self.in_features,
+            self.out_features,
+            bias=self.bias is not None,
+            device=self.weight.device,
+            dtype=self.weight.dtype,
+        )
+        with torch.no_grad():
+            norm = self.weight.norm().clamp_min(torch.finfo(self.weight.dtype).tiny)
+            plain.weight.copy_(cayley(self.weight * (self.alpha / norm)))
+            if self.bias is not None:
+                plain.bias.copy_(self.bias)
+        return plain
+
+    def extra_repr(self) -> str:
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"bias={self.bias is not None}"
+        )
+
+
+CAYLEY = LayerFamily(
+    name="cayley",
+    conv_factory=CayleyConv2d,
+    linear_factory=CayleyLinear,
+    activation=MaxMin,
+    padding_modes=("circular",),
+    lipschitz=True,
+    description=(
+        "Cayley orthogonal convolutions in the Fourier domain (Trockman & Kolter, ICLR 2021); "
+        "bound 1 + rounding allowance"
+    ),
+)

@@ -1,0 +1,344 @@
+"""``soc``: Skew Orthogonal Convolutions (Singla & Feizi, ICML 2021), with a sound scaling.
+
+A skew-symmetric filter ``L = M - M^T`` (``M^T`` swaps the channel axes and flips
+the kernel, so ``conv(., M^T)`` is the adjoint of ``conv(., M)`` with 'same' zero
+padding: baselines.md §1.1) gives a skew-symmetric Jacobian ``J``, and
+``exp(J)`` is orthogonal. The layer outputs the truncated series
+
+    z = sum_{i <= K} L~^i x / i!,     L~ = L / rho(L),
+
+with ``K = train_terms`` (5) in training and ``eval_terms`` (12) in evaluation,
+the reference code's counts (baselines.md §1.1 item 5).
+
+Soundness. The reference scales ``L`` by 0.7 / (a power-iteration estimate of a
+reshaped norm), which omits the Fantastic-Four factor ``sqrt(hw)`` and does not
+guarantee ``||L~|| <= 1`` (baselines.md §1.1 item 4). Here ``rho`` is a
+guaranteed bound, ``baselines.bounds.gram_row_sum_bound`` (AOL Lemma 2 /
+one Gram-iteration step, Delattre et al. 2024), so ``||L~||_2 <= 1`` at every
+input size. ``J`` is normal with eigenvalues ``i theta``, ``|theta| <= r`` for
+any bound ``r >= ||L~||``, so the truncated series has norm
+
+    max_theta |S_K(i theta)| <= |exp(i theta)| + sum_{i > K} r^i / i! = 1 + tail(r, K).
+
+``lipschitz_bound()`` returns that value for the term count of the mode the
+layer is in (``train_terms`` in training: 1 + 1.6e-3 at r = 1; ``eval_terms``
+in evaluation: 1 + 1.6e-10), with ``r`` recomputed in float64 from the filter
+actually used (the tighter of the two bounds of ``baselines.bounds``).
+
+Channel changes as in SOC: inputs are zero-padded to ``max(c_in, c_out)``
+channels (an isometric embedding) and the first ``c_out`` outputs are kept (a
+projection). Dense layers use the same construction on matrices.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from aol.families import LayerFamily
+from aol.modules import MaxMin
+from baselines.bounds import exponential_tail, frequency_norm_bound, gram_row_sum_bound
+
+#: Series degrees of the reference code (SOC HEAD; 1LLC: "5 terms in training, 12 at inference").
+TRAIN_TERMS = 5
+EVAL_TERMS = 12
+
+
+def _pair(value) -> tuple[int, int]:
+    if isinstance(value, int):
+        return value, value
+    first, second = value
+    return int(first), int(second)
+
+
+def skew_filter(weight: torch.Tensor) -> torch.Tensor:
+    """``M - M^T`` for a square kernel ``[c, c, k1, k2]`` (or a matrix ``[c, c]``)."""
+    if weight.dim() == 2:
+        return weight - weight.T
+    return weight - weight.transpose(0, 1).flip(2, 3)
+
+
+def scaled_skew_filter(weight: torch.Tensor, gram_iterations: int = 1) -> torch.Tensor:
+    """``L / rho(L)`` with ``rho`` a guaranteed bound on ``||conv(L)||``, so ``||L~|| <= 1``.
+
+    ``gram_iterations`` squarings tighten ``rho`` (1: 1.5-2.8x the norm of random 3x3
+    kernels, 2: 1.2-1.7x; README) at a cost that grows fast with the kernel (``baselines.bounds``).
+    """
+    skew = skew_filter(weight)
+    rho = gram_row_sum_bound(skew, gram_iterations).clamp_min(torch.finfo(skew.dtype).tiny)
+    return skew / rho
+
+
+def series_bound(filter_: torch.Tensor, terms: int) -> float:
+    """``1 + tail(r, terms)`` with ``r`` a guaranteed float64 bound on ``||conv(filter_)||``."""
+    with torch.no_grad():
+        as_float64 = filter_.detach().to(torch.float64)
+        r = min(gram_row_sum_bound(as_float64).item(), frequency_norm_bound(as_float64))
+    return 1.0 + exponential_tail(r, terms)
+
+
+def _check_terms(train_terms: int, eval_terms: int) -> None:
+    if train_terms < 1 or eval_terms < 1:
+        raise ValueError(f"term counts must be >= 1, got train={train_terms}, eval={eval_terms}")
+
+
+def _pad_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
+    missing = channels - x.shape[1]
+    if missing == 0:
+        return x
+    padding = [0, 0] * (x.dim() - 2) + [0, missing]
+    return F.pad(x, padding)
+
+
+def _series(x: torch.Tensor, apply, terms: int) -> torch.Tensor:
+    """``sum_{i <= terms} A^i x / i!`` with ``apply(v) = A v``."""
+    result = x
+    current = x
+    for index in range(1, terms + 1):
+        current = apply(current) / index
+        result = result + current
+    return result
+
+
+class _SOCBase(nn.Module):
+    """Term counts, mode-dependent bound and channel handling shared by conv and dense."""
+
+    def _terms(self) -> int:
+        return self.train_terms if self.training else self.eval_terms
+
+    def lipschitz_bound(self) -> float:
+        """Guaranteed bound for the term count of the current mode (see module docstring)."""
+        return series_bound(self.scaled_filter(), self._terms())
+
+
+class SOCConv2d(_SOCBase):
+    """Skew orthogonal convolution, stride 1, 'same' zero padding, odd kernel."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int],
+        stride: int | tuple[int, int] = 1,
+        padding: str = "same",
+        bias: bool = True,
+        padding_mode: str = "zeros",
+        train_terms: int = TRAIN_TERMS,
+        eval_terms: int = EVAL_TERMS,
+        gram_iterations: int = 1,
+        device=None,
+        dtype=None,
+    ) -> None:
+        super().__init__()
+        kernel = _pair(kernel_size)
+        if in_channels < 1 or out_channels < 1 or min(kernel) < 1:
+            raise ValueError(
+                f"SOCConv2d needs positive sizes, got in_channels={in_channels}, "
+                f"out_channels={out_channels}, kernel_size={kernel_size}"
+            )
+        if _pair(stride) != (1, 1) or padding != "same":
+            raise ValueError(
+                "SOCConv2d supports stride 1 with padding='same' only; downsample with "
+                "aol.ConcatenationPooling(2) before it, as SOC's invertible downsampling does"
+            )
+        if kernel[0] % 2 == 0 or kernel[1] % 2 == 0:
+            raise ValueError(f"SOCConv2d needs odd kernel sizes (got {kernel_size})")
+        if padding_mode != "zeros":
+            raise ValueError(
+                f"SOCConv2d supports padding_mode='zeros' only (got {padding_mode!r}); the "
+                "transposed filter is the adjoint for 'same' zero padding"
+            )
+        _check_terms(train_terms, eval_terms)
+        if gram_iterations < 1:
+            raise ValueError(f"gram_iterations must be >= 1, got {gram_iterations}")
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.kernel_size = kernel
+        self.padding_mode = padding_mode
+        self.train_terms = train_terms
+        self.eval_terms = eval_terms
+        self.gram_iterations = gram_iterations
+        self.channels = max(in_channels, out_channels)
+        factory = {"device": device, "dtype": dtype}
+        self.weight = nn.Parameter(torch.empty(self.channels, self.channels, *kernel, **factory))
+        self.bias = nn.Parameter(torch.empty(out_channels, **factory)) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        # SOC code: M ~ N(0, 1/max_c), bias ~ U(+-1/sqrt(c_out)) (baselines.md §1.1 item 7)
+        nn.init.normal_(self.weight, std=1.0 / math.sqrt(self.channels))
+        if self.bias is not None:
+            bound = 1.0 / math.sqrt(self.out_channels)
+            nn.init.uniform_(self.bias, -bound, bound)
+
+    def scaled_filter(self) -> torch.Tensor:
+        return scaled_skew_filter(self.weight, self.gram_iterations)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return soc_conv_forward(
+            x, self.scaled_filter(), self.bias, self._terms(), self.in_channels, self.out_channels
+        )
+
+    def weight_transform(self) -> torch.Tensor:
+        """The training-time weight transform (timed by ``aol.bench layers``)."""
+        return self.scaled_filter()
+
+    def multiply_adds(self, input_shape, batch_size: int) -> int:
+        """Forward multiply-adds of a training step, 1LLC Table 1 terms: ``C t1`` for the
+        series; our scaling is the Gram-kernel bound, ``c^3 k^2 (2k-1)^2`` (Table 1 counts
+        SOC's Fantastic-Four power iteration, ``c^2 k^2 t2``, instead)."""
+        height, width = input_shape[-2:]
+        k1, k2 = self.kernel_size
+        conv = batch_size * height * width * self.channels**2 * k1 * k2
+        gram = 0
+        for _ in range(self.gram_iterations):  # each squaring: a full self-correlation
+            gram += self.channels**3 * k1 * k2 * (2 * k1 - 1) * (2 * k2 - 1)
+            k1, k2 = 2 * k1 - 1, 2 * k2 - 1
+        return conv * self.train_terms + gram
+
+    def export(self) -> SOCConv2dInference:
+        return SOCConv2dInference(
+            self.scaled_filter(), self.bias, self.eval_terms, self.in_channels, self.out_channels
+        )
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"bias={self.bias is not None}, train_terms={self.train_terms}, "
+            f"eval_terms={self.eval_terms}, gram_iterations={self.gram_iterations}"
+        )
+
+
+def soc_conv_forward(x, filter_, bias, terms, in_channels, out_channels):
+    if x.dim() != 4 or x.shape[1] != in_channels:
+        raise ValueError(
+            f"expected input [batch, {in_channels}, height, width], got {tuple(x.shape)}"
+        )
+    k1, k2 = filter_.shape[2:]
+    padded = _pad_channels(x, filter_.shape[0])
+    z = _series(padded, lambda v: F.conv2d(v, filter_, padding=(k1 // 2, k2 // 2)), terms)
+    z = z[:, :out_channels]
+    return z if bias is None else z + bias[None, :, None, None]
+
+
+class SOCConv2dInference(nn.Module):
+    """Inference SOC: the scaled skew filter stored (no weight transform), ``eval_terms`` terms."""
+
+    def __init__(self, filter_, bias, terms: int, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.filter = nn.Parameter(filter_.detach().clone(), requires_grad=False)
+        self.bias = None if bias is None else nn.Parameter(bias.detach().clone(), False)
+        self.terms = terms
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return soc_conv_forward(
+            x, self.filter, self.bias, self.terms, self.in_channels, self.out_channels
+        )
+
+    def lipschitz_bound(self) -> float:
+        return series_bound(self.filter, self.terms)
+
+
+class SOCLinear(_SOCBase):
+    """Dense SOC: ``sum_{i <= K} L~^i x / i!`` with ``L~`` a scaled skew-symmetric matrix."""
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        train_terms: int = TRAIN_TERMS,
+        eval_terms: int = EVAL_TERMS,
+        gram_iterations: int = 1,
+        device=None,
+        dtype=None,
+    ) -> None:
+        super().__init__()
+        if in_features < 1 or out_features < 1:
+            raise ValueError(
+                f"SOCLinear needs positive sizes, got in={in_features}, out={out_features}"
+            )
+        _check_terms(train_terms, eval_terms)
+        if gram_iterations < 1:
+            raise ValueError(f"gram_iterations must be >= 1, got {gram_iterations}")
+        self.in_features = in_features
+        self.out_features = out_features
+        self.train_terms = train_terms
+        self.eval_terms = eval_terms
+        self.gram_iterations = gram_iterations
+        self.features = max(in_features, out_features)
+        factory = {"device": device, "dtype": dtype}
+        self.weight = nn.Parameter(torch.empty(self.features, self.features, **factory))
+        self.bias = nn.Parameter(torch.empty(out_features, **factory)) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.normal_(self.weight, std=1.0 / math.sqrt(self.features))
+        if self.bias is not None:
+            bound = 1.0 / math.sqrt(self.out_features)
+            nn.init.uniform_(self.bias, -bound, bound)
+
+    def scaled_filter(self) -> torch.Tensor:
+        return scaled_skew_filter(self.weight, self.gram_iterations)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] != self.in_features:
+            raise ValueError(f"expected {self.in_features} input features, got {x.shape[-1]}")
+        matrix = self.scaled_filter()
+        z = _series(_pad_channels(x, self.features), lambda v: F.linear(v, matrix), self._terms())
+        z = z[..., : self.out_features]
+        return z if self.bias is None else z + self.bias
+
+    def weight_transform(self) -> torch.Tensor:
+        return self.scaled_filter()
+
+    def multiply_adds(self, input_shape, batch_size: int) -> int:
+        """``b n^2 t1`` for the series plus ``n^3`` for the Gram bound (1LLC Table 1 style)."""
+        gram = self.gram_iterations * self.features**3
+        return batch_size * self.features**2 * self.train_terms + gram
+
+    def export(self) -> nn.Linear:
+        """The whole truncated series as one matrix (eval term count): a plain ``nn.Linear``."""
+        with torch.no_grad():
+            matrix = self.scaled_filter()
+            identity = torch.eye(self.features, dtype=matrix.dtype, device=matrix.device)
+            series = _series(identity, lambda v: v @ matrix.T, self.eval_terms)  # rows: S e_j
+            weight = series.T[: self.out_features, : self.in_features]
+        plain = nn.Linear(
+            self.in_features,
+            self.out_features,
+            bias=self.bias is not None,
+            device=weight.device,
+            dtype=weight.dtype,
+        )
+        with torch.no_grad():
+            plain.weight.copy_(weight)
+            if self.bias is not None:
+                plain.bias.copy_(self.bias)
+        return plain
+
+    def extra_repr(self) -> str:
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"bias={self.bias is not None}, train_terms={self.train_terms}, "
+            f"eval_terms={self.eval_terms}, gram_iterations={self.gram_iterations}"
+        )
+
+
+SOC = LayerFamily(
+    name="soc",
+    conv_factory=SOCConv2d,
+    linear_factory=SOCLinear,
+    activation=MaxMin,
+    padding_modes=("zeros",),
+    lipschitz=True,
+    description=(
+        "Skew Orthogonal Convolution (Singla & Feizi, ICML 2021), skew filter scaled by a "
+        "guaranteed norm bound; bound 1 + truncation tail"
+    ),
+)

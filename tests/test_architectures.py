@@ -1,0 +1,104 @@
+"""Architectures: published parameter counts, shapes, every family, bounds vs exact Jacobians."""
+
+import dataclasses
+
+import pytest
+import torch
+
+import aol
+from aol import architectures, families
+from aol.verify import jacobian_singular_values
+
+CIFAR = {"num_classes": 10, "in_channels": 3, "image_size": 32}
+
+
+def count_on_meta(name, family="aol", **shape):
+    with torch.device("meta"):
+        model = architectures.build(name, family, **(shape or CIFAR))
+    return sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    # aol.md §2.1: 4,030,080 conv parameters + 14 ((64 w)^2 + 64 w) dense parameters
+    [("aol-small", 18_724_480), ("aol-medium", 62_779_008), ("aol-large", 136_193_664)],
+)
+def test_aol_paper_parameter_counts(name, expected):
+    assert count_on_meta(name) == expected
+
+
+def convnet_count(width):
+    """1LLC ConvNet parameters counted by hand from lipschitz_compared.md §2 (with biases)."""
+    total = width * width + width  # 1x1 stem
+    channels = width
+    for kernel in (3, 3, 3, 3, 1):
+        total += 5 * (channels * channels * kernel * kernel + channels)
+        channels *= 2
+    return total + channels * channels + channels  # 1x1 head
+
+
+@pytest.mark.parametrize(
+    "name, width, published_millions",
+    [("convnet-xs", 16, 1.57), ("convnet-s", 32, 6.28), ("convnet-m", 64, 25.12)],
+)
+def test_convnet_parameter_counts(name, width, published_millions):
+    count = count_on_meta(name)
+    assert count == convnet_count(width)
+    assert round(count / 1e6, 2) == published_millions
+
+
+@pytest.mark.parametrize("family", families.names())
+@pytest.mark.parametrize("name", architectures.names())
+def test_every_architecture_and_family_gives_class_scores_on_cifar(name, family):
+    with torch.device("meta"):
+        model = architectures.build(name, family, **CIFAR)
+        scores = model(torch.empty(2, 3, 32, 32))
+    assert isinstance(model, torch.nn.Sequential)
+    assert tuple(scores.shape) == (2, 10)
+
+
+def test_impossible_shapes_are_rejected_with_a_clear_message():
+    with pytest.raises(architectures.ArchitectureShapeError, match="32x32"):
+        architectures.build("aol-alt", "aol", 10, 1, 8)
+    with pytest.raises(architectures.ArchitectureShapeError, match="divisible by 4"):
+        architectures.build("aol-small", "aol", 10, 3, 30)
+    with pytest.raises(architectures.UnknownArchitectureError, match="aol-digits"):
+        architectures.build("aol-huge", "aol", 10, 3, 32)
+
+
+def test_family_default_padding_is_used():
+    """A family without zero padding (like Cayley: circular only) still builds every model."""
+    calls = []
+
+    def circular_only_conv(in_channels, out_channels, kernel_size, padding_mode, **options):
+        calls.append(padding_mode)
+        return aol.AOLConv2d(in_channels, out_channels, kernel_size, padding_mode=padding_mode)
+
+    circular = dataclasses.replace(
+        families.get("aol"),
+        name="circular-test",
+        conv_factory=circular_only_conv,
+        padding_modes=("circular",),
+    )
+    with torch.device("meta"):
+        architectures.build("convnet-xs", circular, **CIFAR)
+        architectures.build("aol-digits", circular, 10, 1, 8)
+    assert calls and set(calls) == {"circular"}
+
+
+def test_aol_digits_bound_holds_for_the_exact_jacobian_at_random_weights():
+    torch.manual_seed(1)
+    model = architectures.build("aol-digits", "aol", 10, 1, 8).double()
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.normal_()  # far from the tight initialisation
+    bound = aol.network_lipschitz_bound(model)
+    assert bound == 1.0
+    for seed in range(3):
+        largest = jacobian_singular_values(model, (1, 8, 8), seed=seed)[0].item()
+        assert 0 < largest <= bound + 1e-9
+
+
+def test_standard_family_states_no_bound():
+    model = architectures.build("aol-digits", "standard", 10, 1, 8)
+    assert aol.network_lipschitz_bound(model) is None

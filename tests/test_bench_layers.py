@@ -1,0 +1,63 @@
+"""The layer benchmark's bookkeeping: multiply-add counts, weight transforms, training mode."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import aol
+from aol import families
+from aol.bench.layers import model_multiply_adds, training_step, weight_transform
+
+
+def small_network(family):
+    return nn.Sequential(
+        family.conv(3, 4, 3), family.activation(), nn.Flatten(), family.linear(4 * 5 * 5, 6)
+    )
+
+
+def test_standard_count_is_the_plain_conv_and_dense_cost():
+    batch = 7
+    network = small_network(families.get("standard"))
+    count = model_multiply_adds(network, torch.randn(batch, 3, 5, 5))
+    assert count == batch * 5 * 5 * 3 * 4 * 9 + batch * 100 * 6
+
+
+def test_family_counts_follow_table_one_terms():
+    batch = 7
+    x = torch.randn(batch, 3, 5, 5)
+    conv = batch * 5 * 5 * 3 * 4 * 9
+    soc = model_multiply_adds(small_network(families.get("soc")), x)
+    # SOC runs 5 convolutions of max(3, 4) = 4 channels plus the Gram bound and a dense series
+    assert soc == 5 * batch * 25 * 16 * 9 + 4**3 * 9 * 25 + 5 * batch * 100**2 + 100**3
+    spectral = model_multiply_adds(small_network(families.get("spectral")), x)
+    assert spectral == conv * (batch + 3) // batch + 100 * 6 * (batch + 3)
+    aol_count = model_multiply_adds(small_network(families.get("aol")), x)
+    assert aol_count == conv + 4 * 9 * 81 + batch * 600 + 6 * 100**2
+
+
+def test_unknown_parametrised_module_gives_no_prediction():
+    network = nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4))
+    assert model_multiply_adds(network, torch.randn(3, 4)) is None
+
+
+def test_weight_transform_exists_for_constrained_families_only():
+    x = torch.randn(2, 3, 5, 5)
+    for name in families.names():
+        network = small_network(families.get(name))
+        network(x)  # Cayley's transform depends on the input size seen
+        transform = weight_transform(network)
+        assert (transform is None) == (name == "standard")
+        if transform is not None:
+            transform()
+
+
+def test_training_step_refuses_a_model_left_in_eval_mode():
+    network = small_network(families.get("aol"))
+    step = training_step(network, torch.randn(2, 3, 5, 5))
+    step()
+    aol.export(network)  # leaves the original in its mode
+    network.eval()
+    with pytest.raises(RuntimeError, match="eval mode"):
+        step()

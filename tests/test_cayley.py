@@ -1,0 +1,151 @@
+"""Cayley: orthogonality, the Fourier-domain convention, alpha, eval caching, input checks
+and the rounding allowance of its bound."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from test_family_conformance import maximise_output_norm, randomise
+
+import baselines.cayley as cayley_module
+from aol.layers import same_size_conv2d
+from aol.verify import jacobian_singular_values
+from baselines.cayley import (
+    CayleyConv2d,
+    CayleyLinear,
+    apply_frequency_weights,
+    frequency_weights,
+    rounding_allowance,
+)
+
+
+@pytest.mark.parametrize(
+    ("kernel_size", "height", "width"), [(1, 5, 5), (3, 6, 6), (3, 7, 5), (5, 6, 8)]
+)
+def test_square_layer_is_orthogonal_with_circular_padding(kernel_size, height, width):
+    layer = CayleyConv2d(4, 4, kernel_size).double()
+    randomise(layer, seed=2)
+    maximise_output_norm(layer, (4, height, width))
+    layer.eval()
+    values = jacobian_singular_values(layer, (4, height, width))
+    assert (values - 1).abs().max() < 1e-4
+
+
+def test_non_square_channels_give_isometry_or_coisometry():
+    size = 6
+    growing = CayleyConv2d(3, 6, 3).double().eval()
+    values = jacobian_singular_values(growing, (3, size, size))
+    assert values.numel() == 3 * size * size and (values - 1).abs().max() < 1e-4
+    shrinking = CayleyConv2d(6, 3, 3).double().eval()
+    values = jacobian_singular_values(shrinking, (6, size, size))
+    assert values.numel() == 3 * size * size and (values - 1).abs().max() < 1e-4
+    for shape in ((5, 9), (9, 5), (6, 6)):
+        dense = CayleyLinear(*shape).double()
+        randomise(dense)
+        values = torch.linalg.svdvals(dense.export().weight)
+        assert (values - 1).abs().max() < 1e-10
+
+
+@pytest.mark.parametrize(("height", "width", "kernel_size"), [(6, 6, 3), (7, 5, 3), (5, 5, 5)])
+def test_fourier_convention_reproduces_circular_conv2d(height, width, kernel_size):
+    """Without the Cayley map the Fourier-domain product is exactly torch's circular conv."""
+    kernel = torch.randn(4, 3, kernel_size, kernel_size, dtype=torch.float64)
+    x = torch.randn(2, 3, height, width, dtype=torch.float64)
+    padded = torch.nn.functional.pad(kernel, (0, width - kernel_size, 0, height - kernel_size))
+    centred = torch.roll(padded, shifts=(-(kernel_size // 2),) * 2, dims=(2, 3))
+    spectrum = torch.fft.rfft2(centred).conj().permute(2, 3, 0, 1).reshape(-1, 4, 3)
+    expected = same_size_conv2d(x, kernel, None, "circular")
+    torch.testing.assert_close(apply_frequency_weights(x, spectrum, None), expected)
+
+
+def test_alpha_is_a_parameter_from_construction_and_is_trained():
+    layer = CayleyConv2d(3, 3, 3)
+    optimiser = torch.optim.SGD(layer.parameters(), lr=0.1)  # built before any forward
+    assert any(parameter is layer.alpha for parameter in layer.parameters())
+    before = layer.alpha.item()
+    layer(torch.randn(2, 3, 6, 6)).square().sum().backward()
+    optimiser.step()
+    assert layer.alpha.item() != before
+    dense = CayleyLinear(4, 4)
+    assert "alpha" in dict(dense.named_parameters())
+
+
+def test_eval_mode_computes_the_transform_once_and_invalidates_on_change(monkeypatch):
+    calls = []
+    original = cayley_module.frequency_weights
+
+    def counting(*args):
+        calls.append(args[2:])
+        return original(*args)
+
+    monkeypatch.setattr(cayley_module, "frequency_weights", counting)
+    layer = CayleyConv2d(3, 3, 3).double().eval()
+    x = torch.randn(2, 3, 6, 6, dtype=torch.float64)
+    first = layer(x)
+    torch.testing.assert_close(layer(x), first)
+    assert len(calls) == 1
+    layer(torch.randn(1, 3, 8, 8, dtype=torch.float64))  # a new size: computed once more
+    layer(torch.randn(1, 3, 8, 8, dtype=torch.float64))
+    assert len(calls) == 2
+    with torch.no_grad():
+        layer.weight.mul_(-1.0)  # an in-place change (as an optimiser makes)
+    changed = layer(x)
+    assert len(calls) == 3
+    layer.train()
+    layer(x)
+    layer.eval()
+    layer(x)
+    assert len(calls) == 5  # train() dropped the cache; training never uses it
+    fresh = CayleyConv2d(3, 3, 3).double().eval()
+    fresh.load_state_dict(layer.state_dict())
+    torch.testing.assert_close(changed, fresh(x))
+    assert not torch.allclose(changed, first)
+
+
+def test_eval_cache_follows_load_state_dict():
+    source = CayleyLinear(5, 5).double()
+    randomise(source, seed=3)
+    target = CayleyLinear(5, 5).double().eval()
+    x = torch.randn(2, 5, dtype=torch.float64)
+    target(x)
+    target.load_state_dict(source.state_dict())
+    torch.testing.assert_close(target(x), source.eval()(x))
+
+
+def test_input_sizes_the_layer_cannot_handle_raise():
+    layer = CayleyConv2d(3, 3, 5)
+    with pytest.raises(ValueError, match="at least that size"):
+        layer(torch.randn(1, 3, 4, 6))
+    with pytest.raises(ValueError, match="expected input"):
+        layer(torch.randn(1, 2, 8, 8))
+    with pytest.raises(ValueError, match="circular"):
+        CayleyConv2d(3, 3, 3, padding_mode="zeros")
+    with pytest.raises(ValueError, match="at least that size"):
+        layer.export()(torch.randn(1, 3, 3, 3))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_rounding_allowance_covers_the_measured_defect(dtype):
+    """Max over frequencies of ||Q(f)||_2 of the *computed* Q (in float64), large alpha included."""
+    for seed, alpha_factor in ((0, 1.0), (1, 10.0), (2, 100.0)):
+        generator = torch.Generator().manual_seed(seed)
+        layer = CayleyConv2d(6, 4, 3).to(dtype)
+        with torch.no_grad():
+            layer.weight.copy_(torch.randn(layer.weight.shape, generator=generator))
+            layer.alpha.mul_(alpha_factor)
+        for size in (5, 8, 13, 16):
+            with torch.no_grad():
+                weights = frequency_weights(layer.weight, layer.alpha, size, size)
+            norms = torch.linalg.matrix_norm(weights.to(torch.complex128), ord=2)
+            assert norms.max().item() <= layer.lipschitz_bound()
+    dense = CayleyLinear(9, 5).to(dtype)
+    with torch.no_grad():
+        dense.alpha.mul_(50.0)
+    measured = torch.linalg.matrix_norm(dense.export().weight.double(), 2).item()
+    assert measured <= dense.lipschitz_bound()
+
+
+def test_rounding_allowance_is_negligible_in_float64_and_grows_with_alpha():
+    assert rounding_allowance(torch.float64, 64, 3.0) < 1e-9
+    assert rounding_allowance(torch.float32, 64, 3.0) > rounding_allowance(torch.float64, 64, 3.0)
+    assert rounding_allowance(torch.float64, 8, 10.0) > rounding_allowance(torch.float64, 8, 1.0)
