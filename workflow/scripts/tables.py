@@ -206,7 +206,7 @@ def display_cost(table: pd.DataFrame) -> pd.DataFrame:
             "Weight transform ms": table["weight_transform_ms"].map(lambda v: _number(v, 2)),
             "Peak train MiB": table["peak_train_memory_mib"].map(lambda v: _number(v, 1)),
             "Parameters": table["num_parameters"].map(lambda v: "" if pd.isna(v) else f"{v:,.0f}"),
-            "Device": table["device_name"],
+            "Device": table["device_name"].fillna(""),
         }
     )
 
