@@ -15,6 +15,7 @@ definition). Both keep the paper's parameter ranges.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -29,10 +30,27 @@ CONTRAST_RANGE = (0.5, 2.0)
 ROTATION_DEGREES = 5.0
 TRANSLATION_FRACTION = 0.1
 
-_RGB_TO_YIQ = torch.tensor(
-    [[0.299, 0.587, 0.114], [0.595716, -0.274453, -0.321263], [0.211456, -0.522591, 0.311135]]
+_RGB_TO_YIQ = (
+    (0.299, 0.587, 0.114),
+    (0.595716, -0.274453, -0.321263),
+    (0.211456, -0.522591, 0.311135),
 )
 _GREY_WEIGHTS = (0.299, 0.587, 0.114)
+
+
+@functools.cache
+def _colour_constants(
+    device: torch.device, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """RGB->YIQ, its inverse and the grey weights, made once per device and dtype.
+
+    Building them per batch would copy from pageable host memory (and invert on the
+    device), which makes the host wait for the GPU at every step.
+    """
+    to_yiq = torch.tensor(_RGB_TO_YIQ, dtype=torch.float64)
+    from_yiq = torch.linalg.inv(to_yiq)
+    grey = torch.tensor(_GREY_WEIGHTS, dtype=torch.float64)
+    return tuple(tensor.to(device=device, dtype=dtype) for tensor in (to_yiq, from_yiq, grey))
 
 
 @dataclass(frozen=True)
@@ -69,15 +87,14 @@ def colour_jitter(images: torch.Tensor, generator: torch.Generator) -> torch.Ten
     brightness = _uniform(n, -BRIGHTNESS_DELTA, BRIGHTNESS_DELTA, images, generator)
     contrast = _uniform(n, *CONTRAST_RANGE, images, generator)
 
-    to_yiq = _RGB_TO_YIQ.to(images)
+    to_yiq, from_yiq, weights = _colour_constants(images.device, images.dtype)
     yiq = torch.einsum("ij,njhw->nihw", to_yiq, images)
     angle = 2 * math.pi * hue
     cos, sin = angle.cos()[:, None, None], angle.sin()[:, None, None]
     i, q = yiq[:, 1], yiq[:, 2]
     yiq = torch.stack((yiq[:, 0], cos * i - sin * q, sin * i + cos * q), dim=1)
-    images = torch.einsum("ij,njhw->nihw", torch.linalg.inv(to_yiq), yiq)
+    images = torch.einsum("ij,njhw->nihw", from_yiq, yiq)
 
-    weights = torch.tensor(_GREY_WEIGHTS, dtype=images.dtype, device=images.device)
     grey = torch.einsum("c,nchw->nhw", weights, images)[:, None]
     images = grey + saturation[:, None, None, None] * (images - grey)
     images = images + brightness[:, None, None, None]

@@ -25,7 +25,9 @@ class OffsetCrossEntropy(nn.Module):
         self.temperature = temperature
 
     def forward(self, scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        shifted = scores - self.offset * F.one_hot(labels, scores.shape[1]).to(scores.dtype)
+        # scatter, not F.one_hot: one_hot checks the label range on the host (a GPU sync)
+        offsets = torch.zeros_like(scores).scatter_(1, labels[:, None], self.offset)
+        shifted = scores - offsets
         return self.temperature * F.cross_entropy(shifted / self.temperature, labels)
 
     def extra_repr(self) -> str:

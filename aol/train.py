@@ -51,6 +51,9 @@ class TrainConfig:
     device: torch.device = torch.device("cpu")
     data_dir: str = "data"
     download: bool = False
+    #: compile the training step's forward/backward with CUDA graphs (torch.compile
+    #: mode "reduce-overhead"); not part of the run's identity (same math)
+    compile: bool = False
 
     def identity(self) -> dict:
         """What makes two runs the same run (a checkpoint must match it to be resumed)."""
@@ -164,6 +167,9 @@ def train(config: TrainConfig, progress_stream=None) -> dict:
     model = build_model(identity, info).to(config.device)
     optimiser = make_optimiser(model, recipe)
     loss_fn = OffsetCrossEntropy(recipe.offset, recipe.temperature)
+    # AOL-Small at batch 250 is host-bound on a GPU (hundreds of small kernels per
+    # step); CUDA graphs cut its step from ~28 ms to ~10 ms on an H200 (README).
+    step_model = torch.compile(model, mode="reduce-overhead") if config.compile else model
     order_generator = torch.Generator().manual_seed(config.seed)
     augment_generator = torch.Generator(device=config.device).manual_seed(config.seed + 1)
     augmentation = Augmentation(
@@ -207,6 +213,7 @@ def train(config: TrainConfig, progress_stream=None) -> dict:
         "epochs": recipe.epochs,
         "epochs_completed": start_epoch,
         **environment(config.device),
+        "compiled": config.compile,
         "num_parameters": sum(p.numel() for p in model.parameters()),
     }
     for epoch in range(start_epoch, recipe.epochs):
@@ -224,7 +231,7 @@ def train(config: TrainConfig, progress_stream=None) -> dict:
             images, labels = dataset.train_images[indices], dataset.train_labels[indices]
             if recipe.augment:
                 images = augmentation(images, augment_generator)
-            scores = model(images)
+            scores = step_model(images)
             loss = loss_fn(scores, labels)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()

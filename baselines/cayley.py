@@ -94,16 +94,31 @@ def scale_bound(weight: torch.Tensor, alpha: torch.Tensor) -> float:
 def frequency_weights(weight: torch.Tensor, alpha: torch.Tensor, height: int, width: int):
     """``Q(f)`` for the ``rfft2`` frequencies of an ``height x width`` input: ``[F, out, in]``.
 
-    ``W^(f) = conj(rfft2(roll(pad(W))))``: the kernel is zero-padded to the input
-    size and rolled so its centre tap sits at the origin; the conjugate turns the
+    ``W^(f) = conj(rfft2(C))`` where ``C`` is the kernel laid on the input's torus
+    with its centre tap at the origin (``wrapped_kernel``); the conjugate turns the
     cross-correlation of ``conv2d`` into the product ``W^(f) x^(f)`` (§2.1).
     """
     c_out, c_in, k1, k2 = weight.shape
-    padded = F.pad(weight, (0, width - k2, 0, height - k1))
-    centred = torch.roll(padded, shifts=(-(k1 // 2), -(k2 // 2)), dims=(2, 3))
+    centred = wrapped_kernel(weight, height, width)
     spectrum = torch.fft.rfft2(centred).conj()  # [out, in, H, W//2+1]
     scaled = spectrum * (alpha / weight.norm().clamp_min(torch.finfo(weight.dtype).tiny))
     return cayley(scaled.permute(2, 3, 0, 1).reshape(-1, c_out, c_in))
+
+
+def wrapped_kernel(weight: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """The kernel as a ``height x width`` circular filter: tap ``(i, j)`` goes to
+    ``((i - k1 // 2) mod height, (j - k2 // 2) mod width)``, taps landing on the same
+    place add up. For inputs at least as large as the kernel this is zero padding and
+    a roll; for smaller inputs it is exactly what a circular convolution with the full
+    kernel computes there (the wrapped taps read the same pixels).
+    """
+    c_out, c_in, k1, k2 = weight.shape
+    rows = (torch.arange(k1, device=weight.device) - k1 // 2) % height
+    cols = (torch.arange(k2, device=weight.device) - k2 // 2) % width
+    places = (rows[:, None] * width + cols[None, :]).reshape(-1)
+    flat = weight.new_zeros(c_out, c_in, height * width)
+    flat = flat.index_add(2, places, weight.reshape(c_out, c_in, k1 * k2))
+    return flat.reshape(c_out, c_in, height, width)
 
 
 def apply_frequency_weights(x: torch.Tensor, weights: torch.Tensor, bias) -> torch.Tensor:
@@ -145,12 +160,6 @@ def _check_input(x: torch.Tensor, in_channels: int, kernel: tuple[int, int]) -> 
     if x.dim() != 4 or x.shape[1] != in_channels:
         raise ValueError(
             f"expected input [batch, {in_channels}, height, width], got {tuple(x.shape)}"
-        )
-    if x.shape[2] < kernel[0] or x.shape[3] < kernel[1]:
-        raise ValueError(
-            f"a Cayley convolution with kernel {kernel[0]}x{kernel[1]} needs inputs of at least "
-            f"that size (it is a circular convolution of the input's size), got "
-            f"{x.shape[2]}x{x.shape[3]}"
         )
 
 

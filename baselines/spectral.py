@@ -67,6 +67,8 @@ class _PowerIterationNormalised(nn.Module):
         raise NotImplementedError
 
     def _iterate(self, iterations: int, tolerance: float = 0.0) -> None:
+        if self.weight.device.type == "meta":  # shapes only (e.g. counting parameters)
+            return
         with torch.no_grad():
             v = self.right_vector
             weight = self.weight.detach()

@@ -114,14 +114,30 @@ def test_eval_cache_follows_load_state_dict():
 
 def test_input_sizes_the_layer_cannot_handle_raise():
     layer = CayleyConv2d(3, 3, 5)
-    with pytest.raises(ValueError, match="at least that size"):
-        layer(torch.randn(1, 3, 4, 6))
     with pytest.raises(ValueError, match="expected input"):
         layer(torch.randn(1, 2, 8, 8))
     with pytest.raises(ValueError, match="circular"):
         CayleyConv2d(3, 3, 3, padding_mode="zeros")
-    with pytest.raises(ValueError, match="at least that size"):
-        layer.export()(torch.randn(1, 3, 3, 3))
+    with pytest.raises(ValueError, match="expected input"):
+        layer.export()(torch.randn(3, 3, 3))
+
+
+@pytest.mark.parametrize("size", [(2, 2), (1, 3), (2, 5), (6, 6)])
+def test_wrapped_kernel_is_the_circular_convolution_even_below_the_kernel_size(size):
+    weight = torch.randn(4, 3, 3, 3, dtype=torch.float64)
+    x = torch.randn(2, 3, *size, dtype=torch.float64)
+    spectrum = torch.fft.rfft2(cayley_module.wrapped_kernel(weight, *size)).conj()
+    by_fft = torch.fft.irfft2(torch.einsum("oihw,nihw->nohw", spectrum, torch.fft.rfft2(x)), s=size)
+    torch.testing.assert_close(by_fft, same_size_conv2d(x, weight, None, "circular"))
+
+
+@pytest.mark.parametrize("size", [(2, 2), (4, 6), (1, 3)])
+def test_inputs_smaller_than_the_kernel_are_handled_orthogonally(size):
+    layer = CayleyConv2d(3, 3, 5).double()
+    randomise(layer, seed=4)
+    layer.eval()
+    singular_values = jacobian_singular_values(layer, (3, *size))
+    torch.testing.assert_close(singular_values, torch.ones_like(singular_values), atol=1e-8, rtol=0)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

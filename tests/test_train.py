@@ -115,3 +115,12 @@ def test_negative_epochs_are_an_argument_error(tmp_path):
         main(["train", *ARGS, "--out", str(tmp_path / "run"), "--epochs", "-5"])
     assert exit_info.value.code == 2
     assert not (tmp_path / "run").exists()
+
+
+def test_compile_defaults_to_cuda_only():
+    from aol.commands.train import resolve_compile
+
+    assert resolve_compile("auto", torch.device("cuda")) is True
+    assert resolve_compile("auto", torch.device("cpu")) is False
+    assert resolve_compile("on", torch.device("cpu")) is True
+    assert resolve_compile("off", torch.device("cuda")) is False

@@ -247,7 +247,7 @@ def format_table(rows: list[dict]) -> str:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=250, help="default: 250 (paper)")
     parser.add_argument(
-        "--repeats", type=int, default=5, help="timed rounds after 2 warm-up (default 5)"
+        "--repeats", type=int, default=10, help="timed rounds after 2 warm-up (default 10)"
     )
     parser.add_argument(
         "--cases",

@@ -57,6 +57,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", default="data", help="where CIFAR lives (default: data)")
     parser.add_argument("--download", action="store_true", help="allow downloading CIFAR")
     parser.add_argument("--threads", type=common.positive_int, help="torch CPU threads")
+    parser.add_argument(
+        "--compile",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="CUDA graphs for the training step via torch.compile(mode='reduce-overhead'); "
+        "auto (default) = on for CUDA, off for CPU",
+    )
 
 
 def config_from_arguments(arguments: argparse.Namespace) -> TrainConfig:
@@ -95,7 +102,13 @@ def config_from_arguments(arguments: argparse.Namespace) -> TrainConfig:
         device=device,
         data_dir=arguments.data_dir,
         download=arguments.download,
+        compile=resolve_compile(arguments.compile, device),
     )
+
+
+def resolve_compile(choice: str, device: torch.device) -> bool:
+    """``auto`` compiles on CUDA only: on CPU, compiling costs minutes and gains little."""
+    return choice == "on" or (choice == "auto" and device.type == "cuda")
 
 
 def run(arguments: argparse.Namespace) -> int:
