@@ -1,0 +1,277 @@
+"""Aggregation on JSON files in the engine's contract format (notes/contract.md): per-run
+rows, mean +- std over seeds beside the published number, failed and diverged runs shown
+as such, the three table formats, and the figures."""
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from pipeline_support import REPOSITORY, load_script
+
+collect = load_script("collect")
+tables = load_script("tables")
+figures = load_script("figures")
+
+PUBLISHED = pd.read_csv(REPOSITORY / "results" / "reference" / "published.csv")
+RADII = ["36", "72", "108", "255"]
+
+
+def write(path, payload):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload))
+    return path
+
+
+def fake_run(root, family, seed, clean, certified, status="completed", audits_passed=True):
+    """result.json, metrics.jsonl and certify.json of one run, as the engine writes them."""
+    run = root / "results/runs/digits/aol-digits" / family / "quick" / f"seed{seed}"
+    bound = None if certified is None else 1.0
+    cra = None if certified is None else dict(zip(RADII, certified, strict=True))
+    result = {
+        "status": status,
+        "epochs_completed": 3,
+        "epochs": 3,
+        "dataset": "digits",
+        "architecture": "aol-digits",
+        "family": family,
+        "seed": seed,
+        "recipe": "paper",
+        "hyperparameters": {},
+        "test_accuracy": None if status == "diverged" else clean,
+        "test_certified_accuracy": None if status == "diverged" else cra,
+        "lipschitz_bound": bound,
+        "train_seconds": 10.0 + seed,
+        "seconds_per_epoch": 3.0,
+        "device": "cpu",
+        "device_name": "cpu",
+        "torch_version": "2",
+        "threads": 1,
+        "num_parameters": 1234,
+    }
+    write(run / "result.json", result)
+    with open(run / "metrics.jsonl", "w") as handle:
+        for epoch in (1, 2, 3):
+            handle.write(
+                json.dumps(
+                    {
+                        "epoch": epoch,
+                        "lr": 0.01,
+                        "train_loss": 1 / epoch,
+                        "train_accuracy": clean * epoch / 3,
+                        "test_loss": 1 / epoch,
+                        "test_accuracy": clean * epoch / 3,
+                        "test_certified_accuracy": cra,
+                        "epoch_seconds": 3.0,
+                        "elapsed_seconds": 3.0 * epoch,
+                    }
+                )
+                + "\n"
+            )
+    if status == "diverged":
+        certificate = {"status": "diverged", "clean_accuracy": None, "audits_passed": True}
+    else:
+        certificate = {
+            "run": str(run),
+            "status": "no_bound" if certified is None else "completed",
+            "lipschitz_bound": bound,
+            "test_points": 100,
+            "clean_accuracy": clean,
+            "certified_accuracy": cra or dict.fromkeys(RADII),
+            "empirical_robust_accuracy": dict.fromkeys(RADII, 0.5),
+            "broken_certificates": dict.fromkeys(RADII, 0),
+            "lipschitz_audit": {"passed": audits_passed},
+            "attack_audit": {"passed": True},
+            "audits_passed": audits_passed,
+        }
+    write(run / "certify.json", certificate)
+    return run
+
+
+def fake_measurement(root, family, train_step):
+    timing = {"median": train_step, "q1": train_step * 0.9, "q3": train_step * 1.1, "repeats": 5}
+    return write(
+        root / f"results/runs/digits/aol-digits/{family}/measure_batch64.json",
+        {
+            "architecture": "aol-digits",
+            "family": family,
+            "dataset": "digits",
+            "batch_size": 64,
+            "device": "cpu",
+            "device_name": "cpu",
+            "torch_version": "2",
+            "threads": 1,
+            "train_step_seconds": timing,
+            "inference_seconds": timing,
+            "weight_transform_seconds": timing,
+            "peak_train_memory_bytes": 3 * 2**20,
+            "memory_method": "saved tensors",
+            "num_parameters": 1234,
+        },
+    )
+
+
+@pytest.fixture
+def collected(tmp_path):
+    runs = [
+        fake_run(tmp_path, "aol", 0, 0.80, [0.70, 0.60, 0.50, 0.20]),
+        fake_run(tmp_path, "aol", 1, 0.90, [0.74, 0.62, 0.52, 0.24]),
+        fake_run(tmp_path, "standard", 0, 0.95, None),
+        fake_run(tmp_path, "standard", 1, 0.93, None),
+        fake_run(tmp_path, "shaky", 0, 0.5, [0.1] * 4, status="diverged"),
+        fake_run(tmp_path, "shaky", 1, 0.5, [0.1] * 4, status="diverged"),
+        fake_run(tmp_path, "unsound", 0, 0.9, [0.9] * 4, audits_passed=False),
+        fake_run(tmp_path, "unsound", 1, 0.8, [0.7] * 4),
+    ]
+    crashed = tmp_path / "results/runs/digits/aol-digits/crashy/quick/seed0"
+    write(crashed / "result.json", {"status": "failed", "exit_code": 1})
+    write(crashed / "certify.json", {"status": "failed", "reason": "training failed"})
+    runs.append(crashed)
+    measurements = [
+        fake_measurement(tmp_path, "aol", 0.004),
+        fake_measurement(tmp_path, "standard", 0.002),
+    ]
+    return collect.collect(
+        [run / "result.json" for run in runs],
+        [run / "certify.json" for run in runs],
+        measurements,
+    )
+
+
+EXPERIMENT = {
+    "name": "digits",
+    "title": "digits: every family",
+    "dataset": "digits",
+    "architectures": ["aol-digits"],
+    "families": ["aol", "standard", "shaky", "unsound", "crashy"],
+    "variants": ["quick"],
+    "reference": {
+        "paper": "Prach & Lampert ECCV 2022 (AOL)",
+        "table": "Table 3",
+        "dataset": "CIFAR-10",
+        "match": [{"family": "aol", "method": "AOL-Small"}],
+    },
+}
+
+
+def test_run_status_and_metrics(collected):
+    runs, curves, measurements = collected
+    status = runs.set_index(["family", "seed"])["status"]
+    assert status[("aol", 0)] == "completed"
+    assert status[("shaky", 0)] == "diverged"
+    assert status[("unsound", 0)] == "audit failed"
+    assert status[("unsound", 1)] == "completed"
+    assert status[("crashy", 0)] == "failed"
+    aol_seed0 = runs[(runs["family"] == "aol") & (runs["seed"] == 0)].iloc[0]
+    assert aol_seed0["clean"] == pytest.approx(80.0)
+    assert aol_seed0["cra_108"] == pytest.approx(50.0)
+    assert len(curves) == 8 * 3  # every epoch of every run that has metrics
+    assert set(measurements["family"]) == {"aol", "standard"}
+
+
+def test_mean_std_beside_published(collected):
+    runs, _, _ = collected
+    table = tables.experiment_table(runs, EXPERIMENT, [0, 1], PUBLISHED).set_index("family")
+    assert list(table.index) == EXPERIMENT["families"]
+    aol = table.loc["aol"]
+    assert aol["clean_mean"] == pytest.approx(np.mean([80.0, 90.0]))
+    assert aol["clean_std"] == pytest.approx(np.std([80.0, 90.0], ddof=1))
+    assert aol["cra_36_mean"] == pytest.approx(72.0)
+    assert aol["clean_published"] == 69.8  # AOL paper, Table 3, AOL-Small
+    assert aol["cra_255_published"] == 21.8
+    assert aol["clean_delta"] == pytest.approx(85.0 - 69.8)
+    assert "Table 3" in aol["source"] and "AOL-Small" in aol["source"]
+    # no published number: no source, no delta
+    assert table.loc["standard", "source"] == ""
+    assert math.isnan(table.loc["standard", "clean_delta"])
+    assert math.isnan(table.loc["standard", "cra_36_mean"])  # no bound, no certificate
+    # diverged, failed and audit-failed runs are counted, not averaged
+    assert table.loc["shaky", "status"] == "0/2 completed, 2 diverged"
+    assert math.isnan(table.loc["shaky", "clean_mean"])
+    assert table.loc["crashy", "status"] == "0/1 completed, 1 failed"
+    assert table.loc["unsound", "status"] == "1/2 completed, 1 audit failed"
+    assert table.loc["unsound", "clean_mean"] == pytest.approx(80.0)
+
+
+def test_settings_pick_published_rows():
+    """Table 5: the variant picks the setting (offset / temperature) of the published row."""
+    experiment = {
+        "dataset": "cifar10",
+        "architectures": ["aol-small"],
+        "families": ["aol"],
+        "variants": ["offset-4sqrt2"],
+        "reference": {
+            "paper": "Prach & Lampert ECCV 2022 (AOL)",
+            "table": "Table 5",
+            "dataset": "CIFAR-10",
+            "match": [
+                {"architecture": "aol-small", "method": "AOL-Small"},
+                {"variant": "offset-4sqrt2", "setting": "u=4sqrt(2) t=1"},
+                {"variant": "paper", "setting": "u=sqrt(2) t=1/4"},
+            ],
+        },
+    }
+    row = dict(architecture="aol-small", family="aol", variant="offset-4sqrt2")
+    method, setting = tables.reference_for(row, experiment["reference"])
+    published = tables.published_values(PUBLISHED, experiment["reference"], method, setting)
+    assert published == {"clean": 59.8, "cra_36": 55.5, "cra_72": 50.9, "cra_108": 46.5,
+                         "cra_255": 30.8}  # fmt: skip
+
+
+def test_formats(collected, tmp_path):
+    runs, _, _ = collected
+    table = tables.experiment_table(runs, EXPERIMENT, [0, 1], PUBLISHED)
+    display = tables.display_experiment(table)
+    assert display.loc[0, "Clean"] == "85.0 ± 7.1"
+    assert display.loc[0, "Clean pub."] == "69.8"
+    assert display.loc[0, "Clean Δ"] == "+15.2"
+    assert display.loc[2, "Clean"] == "2 diverged"
+
+    class Output:
+        csv = tmp_path / "t.csv"
+        markdown = tmp_path / "t.md"
+        latex = tmp_path / "t.tex"
+        html = tmp_path / "t.html"
+
+    tables.write_all(table, display, EXPERIMENT["title"], Output)
+    assert len(pd.read_csv(Output.csv)) == len(EXPERIMENT["families"])
+    markdown = Output.markdown.read_text().splitlines()
+    assert sum(line.startswith("| aol-digits") for line in markdown) == 5
+    latex = Output.latex.read_text()
+    for rule in ("\\toprule", "\\midrule", "\\bottomrule"):
+        assert latex.count(rule) == 1
+    assert "85.0 $\\pm$ 7.1" in latex and "$\\Delta$" in latex
+    assert latex.count("\\\\\n") == 1 + len(EXPERIMENT["families"])  # header + rows
+    assert "<table" in Output.html.read_text()
+
+
+def test_no_published_columns_without_published_numbers(collected):
+    runs, _, _ = collected
+    experiment = {**EXPERIMENT, "reference": None}
+    table = tables.experiment_table(runs, experiment, [0, 1], PUBLISHED)
+    display = tables.display_experiment(table)
+    assert "Clean" in display.columns and "CRA 36/255" in display.columns
+    assert not [column for column in display.columns if "pub." in column or "Δ" in column]
+    assert "Source" not in display.columns
+
+
+def test_cost_table_ratio_to_standard(collected):
+    _, _, measurements = collected
+    cost = tables.cost_table(measurements).set_index("family")
+    assert cost.loc["aol", "train_step_ms"] == pytest.approx(4.0)
+    assert cost.loc["aol", "train_step_vs_standard"] == pytest.approx(2.0)
+    assert cost.loc["aol", "peak_train_memory_mib"] == pytest.approx(3.0)
+
+
+@pytest.mark.parametrize("name", list(figures.FIGURES))
+def test_figures_are_drawn(collected, tmp_path, name):
+    runs, curves, measurements = collected
+    figure = figures.draw(name, runs, curves, measurements)
+    for extension in ("png", "pdf"):
+        path = tmp_path / f"{name}.{extension}"
+        figure.savefig(path)
+        assert path.stat().st_size > 1000
+    plotted = sum(len(axis.lines) + len(axis.collections) + len(axis.patches)
+                  for axis in figure.axes)  # fmt: skip
+    assert plotted > 0

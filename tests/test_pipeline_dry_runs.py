@@ -1,0 +1,86 @@
+"""Dry runs of every config with every profile: the DAG plans exactly the runs the config
+asks for, and the profiles give train/measure jobs the resources they promise."""
+
+import itertools
+import re
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import yaml
+from pipeline_support import CONFIGS, PROFILES, REPOSITORY, job_counts, run_snakemake
+
+import aol.families
+
+try:
+    import snakemake_executor_plugin_slurm  # noqa: F401
+
+    HAVE_SLURM_PLUGIN = True
+except ImportError:
+    HAVE_SLURM_PLUGIN = False
+
+# Without a profile the same DAG is built by the end-to-end and validation tests.
+CASES = list(itertools.product([config.name for config in CONFIGS], PROFILES))
+
+
+@pytest.fixture(scope="module")
+def dry_runs(tmp_path_factory):
+    """All dry runs, two at a time (each starts Python and imports torch)."""
+
+    def dry_run(case):
+        config, profile = case
+        if profile == "profiles/slurm" and not HAVE_SLURM_PLUGIN:
+            return None
+        workdir = tmp_path_factory.mktemp("dry-run")
+        arguments = ["--dry-run", "--configfile", str(REPOSITORY / "config" / config)]
+        arguments += ["--profile", str(REPOSITORY / profile)]
+        return run_snakemake(workdir, *arguments, timeout=300)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return dict(zip(CASES, pool.map(dry_run, CASES), strict=True))
+
+
+def expected_training_runs(config: dict) -> int:
+    runs = set()
+    for experiment in config["experiments"]:
+        families = experiment.get("families", "all")
+        if families == "all":
+            families = aol.families.names()
+        for architecture, family, variant in itertools.product(
+            experiment["architectures"], families, experiment.get("variants", ["default"])
+        ):
+            runs.add((experiment["dataset"], architecture, family, variant))
+    return len(runs) * len(config["seeds"])
+
+
+@pytest.mark.parametrize(("config", "profile"), CASES, ids=[f"{c}-{p}" for c, p in CASES])
+def test_dry_run_plans_every_run(dry_runs, config, profile):
+    result = dry_runs[(config, profile)]
+    if result is None:
+        pytest.skip("snakemake-executor-plugin-slurm is not installed (pip install -e '.[slurm]')")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    output = result.stdout + result.stderr
+    settings = yaml.safe_load((REPOSITORY / "config" / config).read_text())
+    counts = job_counts(output)
+    trained = expected_training_runs(settings)
+    assert counts["train"] == trained
+    assert counts["certify"] == trained
+    assert counts["table"] == len(settings["experiments"]) + 1  # + the cost table
+    assert counts["figure"] == 4
+
+    resources = re.findall(r"rule (train|measure):.*?resources: ([^\n]*)", output, re.DOTALL)
+    assert resources, "no train/measure job printed"
+    gpus = "1" if settings["device"] == "cuda" else "0"
+    for _rule, line in resources:
+        assert f"gpu={gpus}" in line
+    if profile == "profiles/slurm":
+        train_lines = [line for rule, line in resources if rule == "train"]
+        assert all("runtime=720" in line and "mem_mb=16000" in line for line in train_lines)
+
+
+def test_no_default_profile_overrides_the_profiles():
+    """profiles/default is applied to every run; its set-resources would silently replace
+    those of --profile profiles/slurm (snakemake.md, section 2.1). There must be none."""
+    default = REPOSITORY / "profiles" / "default"
+    assert not default.exists() or not any(
+        "set-resources" in path.read_text() for path in default.glob("*.yaml")
+    )

@@ -1,0 +1,74 @@
+# From per-run JSON files to summary CSVs, then one table per experiment (plus the cost
+# table) and the figures. These rules are cheap and run where Snakemake runs.
+
+
+localrules:
+    collect,
+    table,
+    figure,
+
+
+rule collect:
+    input:
+        results=result_files(),
+        certificates=certify_files(),
+        measurements=measure_files(),
+    output:
+        runs="results/summary/runs.csv",
+        curves="results/summary/curves.csv",
+        measurements="results/summary/measurements.csv",
+    log:
+        "logs/aggregate/collect.log",
+    conda:
+        SOFTWARE_ENVIRONMENT
+    script:
+        "../scripts/collect.py"
+
+
+rule table:
+    input:
+        runs="results/summary/runs.csv",
+        measurements="results/summary/measurements.csv",
+        reference=PUBLISHED,
+    output:
+        csv="results/tables/{table}.csv",
+        markdown="results/tables/{table}.md",
+        latex="results/tables/{table}.tex",
+        html=report(
+            "results/tables/{table}.html",
+            caption="../report/table.rst",
+            category="Tables",
+            labels={"table": "{table}"},
+        ),
+    log:
+        "logs/aggregate/table_{table}.log",
+    conda:
+        SOFTWARE_ENVIRONMENT
+    params:
+        experiment=experiment_of,
+        seeds=SEEDS,
+    script:
+        "../scripts/tables.py"
+
+
+rule figure:
+    input:
+        runs="results/summary/runs.csv",
+        curves="results/summary/curves.csv",
+        measurements="results/summary/measurements.csv",
+    output:
+        png=report(
+            "results/figures/{figure}.png",
+            caption="../report/figure.rst",
+            category="Figures",
+            labels={"figure": "{figure}"},
+        ),
+        pdf="results/figures/{figure}.pdf",
+    log:
+        "logs/aggregate/figure_{figure}.log",
+    wildcard_constraints:
+        figure="|".join(FIGURES),
+    conda:
+        SOFTWARE_ENVIRONMENT
+    script:
+        "../scripts/figures.py"

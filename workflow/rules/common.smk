@@ -1,0 +1,241 @@
+# Validation of the config, the list of runs it asks for, paths, and target functions.
+# Nothing here names a layer family, an architecture or a dataset: all of them come
+# from the config and are checked against the registries of the `aol` package.
+import re
+import shlex
+import sys
+from pathlib import Path
+
+from snakemake.utils import validate
+from snakemake_interface_executor_plugins.settings import DeploymentMethod
+
+import aol.architectures
+import aol.families
+import aol.recipes
+
+
+class ConfigError(ValueError):
+    """A config value that does not fit the schema or the registries."""
+
+
+def _key_path(path):
+    """['variants', 0, 'epochs'] -> 'variants[0].epochs'."""
+    text = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in path)
+    return text.lstrip(".") or "(top level)"
+
+
+def _check_schema(config, schema_file):
+    """Every schema violation as one line naming its config key (before any default)."""
+    import jsonschema
+    import yaml
+
+    schema = yaml.safe_load(Path(schema_file).read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda error: str(error.absolute_path))
+    if errors:
+        lines = [f"config key {_key_path(e.absolute_path)}: {e.message}" for e in errors]
+        raise ConfigError(f"invalid config ({schema_file}):\n" + "\n".join(lines))
+
+
+_check_schema(config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
+validate(config, "../schemas/config.schema.yaml")  # fills in the defaults
+
+
+def _unique_names(entries, key):
+    names = [entry["name"] for entry in entries]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise ConfigError(f"config key {key}: duplicate names {duplicates}")
+    return {entry["name"]: entry for entry in entries}
+
+
+def _check_names(key, names, known, what):
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise ConfigError(
+            f"config key {key}: unknown {what} {', '.join(map(repr, unknown))}; "
+            f"known: {', '.join(sorted(known))}"
+        )
+
+
+VARIANTS = _unique_names(config["variants"], "variants")
+EXPERIMENTS = _unique_names(config["experiments"], "experiments")
+if "cost" in EXPERIMENTS:
+    raise ConfigError("config key experiments: the name 'cost' is taken by the cost table")
+REGISTERED_FAMILIES = list(aol.families.names())
+REGISTERED_ARCHITECTURES = list(aol.architectures.names())
+
+for _name, _variant in VARIANTS.items():
+    if _variant["recipe"] is not None:
+        _check_names(
+            f"variants[name={_name}].recipe", [_variant["recipe"]], aol.recipes.RECIPES, "recipe"
+        )
+
+for _name, _experiment in EXPERIMENTS.items():
+    _key = f"experiments[name={_name}]"
+    if _experiment["families"] == "all":
+        _experiment["families"] = list(REGISTERED_FAMILIES)
+    _check_names(f"{_key}.families", _experiment["families"], REGISTERED_FAMILIES, "family")
+    _check_names(
+        f"{_key}.architectures",
+        _experiment["architectures"],
+        REGISTERED_ARCHITECTURES,
+        "architecture",
+    )
+    _check_names(f"{_key}.variants", _experiment["variants"], VARIANTS, "variant")
+
+SEEDS = [int(seed) for seed in config["seeds"]]
+DOWNLOADABLE = ["cifar10", "cifar100"]
+GPUS_PER_JOB = 1 if config["device"] == "cuda" else 0
+
+# The same (dataset, architecture, family, variant) may appear in several experiments;
+# it is trained once. Sorted and de-duplicated so that the DAG does not depend on order.
+RUNS = sorted(
+    {
+        (experiment["dataset"], architecture, family, variant, seed)
+        for experiment in EXPERIMENTS.values()
+        for architecture in experiment["architectures"]
+        for family in experiment["families"]
+        for variant in experiment["variants"]
+        for seed in SEEDS
+    }
+)
+MEASUREMENTS = sorted({run[:3] for run in RUNS})
+
+
+def _alternatives(values):
+    return "|".join(sorted({re.escape(str(value)) for value in values}))
+
+
+wildcard_constraints:
+    dataset=_alternatives(run[0] for run in RUNS),
+    architecture=_alternatives(run[1] for run in RUNS),
+    family=_alternatives(run[2] for run in RUNS),
+    variant=_alternatives(run[3] for run in RUNS),
+    seed=r"\d+",
+    batch_size=r"\d+",
+
+
+# The interpreter running Snakemake runs the engine and the glue too, so the pipeline
+# works without an activated virtual environment (e.g. `.venv/bin/python -m snakemake`);
+# with --sdm conda, the `python` of the rule's environment (workflow/envs/aol.yaml).
+SOFTWARE_ENVIRONMENT = "../envs/aol.yaml"
+if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method:
+    PYTHON = "python"
+else:
+    PYTHON = shlex.quote(sys.executable)
+ENGINE = f"{PYTHON} -m aol"
+GUARD = f"{PYTHON} {shlex.quote(str(Path(workflow.basedir) / 'workflow/scripts/guarded.py'))}"
+
+# committed with the workflow, so found beside the Snakefile whatever the working directory
+PUBLISHED = str(Path(workflow.basedir) / "results/reference/published.csv")
+RUN_DIR = "results/runs/{dataset}/{architecture}/{family}/{variant}/seed{seed}"
+MEASURE_FILE = "results/runs/{dataset}/{architecture}/{family}/measure_batch{batch_size}.json"
+TABLE_FORMATS = ["csv", "md", "tex", "html"]
+FIGURES = [
+    "certified_accuracy_vs_epsilon",
+    "accuracy_vs_training_time",
+    "training_curves",
+]
+if config["measure"]["enabled"]:
+    FIGURES.append("time_and_memory")
+
+
+def run_fields(run):
+    dataset, architecture, family, variant, seed = run
+    return dict(
+        dataset=dataset, architecture=architecture, family=family, variant=variant, seed=seed
+    )
+
+
+def experiment_of(wildcards):
+    """The experiment a table shows; None for the cost table."""
+    return EXPERIMENTS.get(wildcards.table)
+
+
+def run_dir(wildcards):
+    return RUN_DIR.format(**wildcards)
+
+
+def train_arguments(wildcards):
+    """Flags of `python -m aol train` for the variant, besides the run's identity."""
+    variant = VARIANTS[wildcards.variant]
+    arguments = ["--device", config["device"]]
+    for key in (
+        "recipe",
+        "epochs",
+        "batch_size",
+        "lr",
+        "weight_decay",
+        "momentum",
+        "offset",
+        "temperature",
+        "checkpoint_every",
+    ):
+        if variant.get(key) is not None:
+            arguments += [f"--{key.replace('_', '-')}", str(variant[key])]
+    arguments += ["--data-dir", config["data_dir"]]
+    return shlex.join(arguments)
+
+
+def dataset_files(wildcards):
+    """The download marker of a CIFAR dataset when the config lets the pipeline fetch it
+    (rule download_dataset); nothing for digits, which ships with scikit-learn."""
+    if config["download"] and wildcards.dataset in DOWNLOADABLE:
+        return {"dataset": f"{config['data_dir']}/.{wildcards.dataset}.downloaded"}
+    return {}
+
+
+def certify_arguments(wildcards):
+    certify = config["certify"]
+    arguments = ["--device", config["device"], "--data-dir", config["data_dir"]]
+    arguments += ["--epsilons", *certify["epsilons"]]
+    for key in ("attack_points", "attack_steps", "attack_restarts"):
+        if certify.get(key) is not None:
+            arguments += [f"--{key.replace('_', '-')}", str(certify[key])]
+    return shlex.join(arguments)
+
+
+def measure_arguments(wildcards):
+    measure = config["measure"]
+    arguments = ["--dataset", wildcards.dataset, "--device", config["device"]]
+    for key in ("repeats", "warmup"):
+        if measure.get(key) is not None:
+            arguments += [f"--{key}", str(measure[key])]
+    return shlex.join(arguments)
+
+
+def result_files():
+    return [f"{RUN_DIR}/result.json".format(**run_fields(run)) for run in RUNS]
+
+
+def certify_files():
+    if not config["certify"]["enabled"]:
+        return []
+    return [f"{RUN_DIR}/certify.json".format(**run_fields(run)) for run in RUNS]
+
+
+def measure_files():
+    if not config["measure"]["enabled"]:
+        return []
+    batch_size = config["measure"]["batch_size"]
+    return [
+        MEASURE_FILE.format(
+            dataset=dataset, architecture=architecture, family=family, batch_size=batch_size
+        )
+        for dataset, architecture, family in MEASUREMENTS
+    ]
+
+
+def table_names():
+    names = list(EXPERIMENTS)
+    if config["measure"]["enabled"]:
+        names.append("cost")
+    return names
+
+
+def final_targets():
+    targets = expand("results/tables/{table}.{ext}", table=table_names(), ext=TABLE_FORMATS)
+    if config["figures"]:
+        targets += expand("results/figures/{figure}.{ext}", figure=FIGURES, ext=["png", "pdf"])
+    return targets

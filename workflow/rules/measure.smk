@@ -1,0 +1,27 @@
+# Training-step time, inference time and peak memory of one (dataset, architecture,
+# family) with `python -m aol measure`; independent of training.
+
+
+rule measure:
+    input:
+        unpack(dataset_files),
+    output:
+        measurement=MEASURE_FILE,
+    log:
+        "logs/measure/{dataset}/{architecture}/{family}/batch{batch_size}.log",
+    conda:
+        SOFTWARE_ENVIRONMENT
+    threads: 1
+    resources:
+        gpu=GPUS_PER_JOB,
+    params:
+        guard=GUARD,
+        engine=ENGINE,
+        arguments=measure_arguments,
+        failed_runs=config["failed_runs"],
+    shell:
+        "{params.guard} --log {log} --record {output.measurement} --gpus {resources.gpu} "
+        "--failed-runs {params.failed_runs} "
+        "-- {params.engine} measure --architecture {wildcards.architecture} "
+        "--family {wildcards.family} --batch-size {wildcards.batch_size} "
+        "--out {output.measurement} {params.arguments}"

@@ -1,0 +1,185 @@
+"""Gather the per-run JSON files of the engine into three flat CSV files.
+
+- runs.csv: one row per trained run (dataset, architecture, family, variant, seed),
+  with its status and its final metrics in percent;
+- curves.csv: one row per finished epoch of every run (from metrics.jsonl);
+- measurements.csv: one row per measured (dataset, architecture, family).
+
+The status of a run says what the tables show for it: "completed", "diverged",
+"failed" (the engine crashed; see the run's log), "certify failed" or "audit failed"
+(a certificate was contradicted by the Lipschitz or attack audit: its numbers are not
+trusted). Nothing here raises on a bad run; it becomes a row with that status.
+"""
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+RUN_KEYS = ["dataset", "architecture", "family", "variant", "seed"]
+
+
+def read_json(path: Path) -> dict:
+    with open(path) as handle:
+        return json.load(handle)
+
+
+def run_identity(result_path: Path) -> dict:
+    """(dataset, architecture, family, variant, seed) from .../D/A/F/V/seedS/result.json."""
+    dataset, architecture, family, variant, seed_folder = result_path.parts[-6:-1]
+    return dict(
+        dataset=dataset,
+        architecture=architecture,
+        family=family,
+        variant=variant,
+        seed=int(seed_folder.removeprefix("seed")),
+    )
+
+
+def percent(value) -> float:
+    return math.nan if value is None else 100.0 * float(value)
+
+
+def run_status(result: dict, certificate: dict | None) -> str:
+    if result.get("status") != "completed":
+        return str(result.get("status", "failed"))
+    if certificate is None:
+        return "completed"
+    if certificate.get("status") == "failed":
+        return "certify failed"
+    if certificate.get("status") == "diverged":
+        return "diverged"
+    if not certificate.get("audits_passed", False):
+        return "audit failed"
+    return "completed"
+
+
+def run_row(result_path: Path, certificate_path: Path | None) -> dict:
+    result = read_json(result_path)
+    certificate = (
+        read_json(certificate_path)
+        if certificate_path is not None and certificate_path.exists()
+        else None
+    )
+    row = run_identity(result_path)
+    row["status"] = run_status(result, certificate)
+    row["train_status"] = result.get("status", "failed")
+    row["certify_status"] = None if certificate is None else certificate.get("status")
+    row["audits_passed"] = None if certificate is None else certificate.get("audits_passed")
+    if certificate is not None and certificate.get("status") in ("completed", "no_bound"):
+        row["clean"] = percent(certificate.get("clean_accuracy"))
+        certified = certificate.get("certified_accuracy") or {}
+        empirical = certificate.get("empirical_robust_accuracy") or {}
+        row["lipschitz_bound"] = certificate.get("lipschitz_bound")
+        row["broken_certificates"] = sum(
+            int(value) for value in (certificate.get("broken_certificates") or {}).values()
+        )
+    else:
+        row["clean"] = percent(result.get("test_accuracy"))
+        certified = result.get("test_certified_accuracy") or {}
+        empirical = {}
+        row["lipschitz_bound"] = result.get("lipschitz_bound")
+    for epsilon, value in certified.items():
+        row[f"cra_{epsilon}"] = percent(value)
+    for epsilon, value in empirical.items():
+        row[f"empirical_{epsilon}"] = percent(value)
+    for key in (
+        "epochs_completed",
+        "epochs",
+        "train_seconds",
+        "seconds_per_epoch",
+        "num_parameters",
+        "device",
+        "device_name",
+        "threads",
+    ):
+        row[key] = result.get(key)
+    row["run_dir"] = str(result_path.parent)
+    return row
+
+
+def curve_rows(result_path: Path) -> list[dict]:
+    metrics_path = result_path.parent / "metrics.jsonl"
+    if not metrics_path.exists():
+        return []
+    identity = run_identity(result_path)
+    rows = []
+    with open(metrics_path) as handle:
+        for line in handle:
+            if not line.strip():
+                continue
+            epoch = json.loads(line)
+            row = dict(identity)
+            for key in ("epoch", "lr", "train_loss", "train_accuracy", "test_loss"):
+                row[key] = epoch.get(key)
+            row["test_accuracy"] = percent(epoch.get("test_accuracy"))
+            for epsilon, value in (epoch.get("test_certified_accuracy") or {}).items():
+                row[f"cra_{epsilon}"] = percent(value)
+            row["elapsed_seconds"] = epoch.get("elapsed_seconds")
+            rows.append(row)
+    return rows
+
+
+def measurement_row(path: Path) -> dict:
+    measurement = read_json(path)
+    dataset, architecture, family = path.parts[-4:-1]
+    row = dict(dataset=dataset, architecture=architecture, family=family)
+    row["status"] = measurement.get("status", "completed")
+    row["batch_size"] = measurement.get("batch_size")
+    for timing in ("train_step_seconds", "inference_seconds", "weight_transform_seconds"):
+        values = measurement.get(timing) or {}
+        for statistic in ("median", "q1", "q3", "repeats"):
+            row[f"{timing}_{statistic}"] = values.get(statistic)
+    for key in (
+        "peak_train_memory_bytes",
+        "memory_method",
+        "num_parameters",
+        "device",
+        "device_name",
+        "threads",
+    ):
+        row[key] = measurement.get(key)
+    return row
+
+
+def collect(result_paths, certificate_paths, measurement_paths):
+    certificates = {Path(path).parent: Path(path) for path in certificate_paths}
+    runs, curves = [], []
+    for path in map(Path, result_paths):
+        runs.append(run_row(path, certificates.get(path.parent)))
+        curves.extend(curve_rows(path))
+    measurements = [measurement_row(Path(path)) for path in measurement_paths]
+    return (
+        pd.DataFrame(runs, columns=_columns(runs, RUN_KEYS)),
+        pd.DataFrame(curves, columns=_columns(curves, RUN_KEYS + ["epoch"])),
+        pd.DataFrame(
+            measurements, columns=_columns(measurements, ["dataset", "architecture", "family"])
+        ),
+    )
+
+
+def _columns(rows: list[dict], first: list[str]) -> list[str]:
+    """first, then every other key in order of appearance (so empty frames keep headers)."""
+    columns = list(first)
+    for row in rows:
+        columns += [key for key in row if key not in columns]
+    return columns
+
+
+def main(snakemake) -> None:
+    runs, curves, measurements = collect(
+        snakemake.input.results, snakemake.input.certificates, snakemake.input.measurements
+    )
+    runs.to_csv(snakemake.output.runs, index=False)
+    curves.to_csv(snakemake.output.curves, index=False)
+    measurements.to_csv(snakemake.output.measurements, index=False)
+    not_completed = runs[runs["status"] != "completed"]
+    for _, row in not_completed.iterrows():
+        print(f"run {row['run_dir']}: {row['status']}", file=sys.stderr)
+
+
+if __name__ == "__main__" and "snakemake" in globals():
+    sys.stderr = open(snakemake.log[0], "w")  # noqa: F821
+    main(snakemake)  # noqa: F821

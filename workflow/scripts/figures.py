@@ -1,0 +1,199 @@
+"""Figures of the pipeline (seaborn), each saved as PNG and PDF.
+
+- certified_accuracy_vs_epsilon: certified robust accuracy (%) against the radius, one
+  line per family (mean over seeds, band = standard deviation), one panel per
+  (dataset, architecture, variant). Radius 0 is the clean accuracy. Families without a
+  guaranteed bound have no certified accuracy and appear only at radius 0.
+- accuracy_vs_training_time: clean and certified (smallest radius) accuracy against the
+  training wall time, one point per run: the accuracy/cost trade-off.
+- time_and_memory: training-step time, inference time and peak training memory per
+  family, one bar group per architecture.
+- training_curves: test accuracy and certified accuracy (smallest radius) per epoch.
+
+Only completed runs are drawn; the tables list the others.
+"""
+
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+
+def certified_columns(frame: pd.DataFrame) -> list[str]:
+    return sorted(
+        (column for column in frame.columns if column.startswith("cra_")),
+        key=lambda column: float(column.removeprefix("cra_")),
+    )
+
+
+def panel(frame: pd.DataFrame) -> pd.Series:
+    return frame["dataset"] + " / " + frame["architecture"] + " / " + frame["variant"]
+
+
+def empty_figure(message: str):
+    figure, axis = plt.subplots(figsize=(5, 2))
+    axis.axis("off")
+    axis.text(0.5, 0.5, message, ha="center", va="center")
+    return figure
+
+
+def certified_accuracy_vs_epsilon(runs: pd.DataFrame, curves, measurements):
+    completed = runs[runs["status"] == "completed"]
+    if completed.empty:
+        return empty_figure("no completed run")
+    long = completed.assign(panel=panel(completed)).melt(
+        id_vars=["panel", "family", "seed"],
+        value_vars=["clean", *certified_columns(completed)],
+        var_name="metric",
+        value_name="accuracy",
+    )
+    long["epsilon"] = long["metric"].map(
+        lambda metric: 0.0 if metric == "clean" else float(metric.removeprefix("cra_")) / 255
+    )
+    long = long.dropna(subset=["accuracy"])
+    grid = sns.relplot(
+        data=long,
+        x="epsilon",
+        y="accuracy",
+        hue="family",
+        col="panel",
+        col_wrap=min(3, long["panel"].nunique()),
+        kind="line",
+        marker="o",
+        errorbar="sd",
+        height=3.2,
+        facet_kws={"sharey": False},
+    )
+    grid.set_axis_labels("radius ε (pixel scale [0, 1])", "certified accuracy (%)")
+    grid.set_titles("{col_name}")
+    return grid.figure
+
+
+def accuracy_vs_training_time(runs: pd.DataFrame, curves, measurements):
+    completed = runs[runs["status"] == "completed"]
+    if completed.empty:
+        return empty_figure("no completed run")
+    certified = certified_columns(completed)
+    value_vars = ["clean", *certified[:1]]
+    long = completed.melt(
+        id_vars=["family", "architecture", "train_seconds"],
+        value_vars=value_vars,
+        var_name="metric",
+        value_name="accuracy",
+    ).dropna(subset=["accuracy"])
+    long["metric"] = long["metric"].map(
+        lambda m: "clean accuracy" if m == "clean" else f"certified at {m[4:]}/255"
+    )
+    grid = sns.relplot(
+        data=long,
+        x="train_seconds",
+        y="accuracy",
+        hue="family",
+        style="architecture",
+        col="metric",
+        s=70,
+        height=3.4,
+        facet_kws={"sharey": False},
+    )
+    seconds = long["train_seconds"].dropna()
+    logarithmic = len(seconds) and seconds.min() > 0 and seconds.max() / seconds.min() > 20
+    if logarithmic:
+        grid.set(xscale="log")
+    scale = ", log scale" if logarithmic else ""
+    grid.set_axis_labels(f"training wall time (s{scale})", "accuracy (%)")
+    grid.set_titles("{col_name}")
+    return grid.figure
+
+
+def time_and_memory(runs, curves, measurements: pd.DataFrame):
+    measured = measurements[measurements["status"] == "completed"]
+    if measured.empty:
+        return empty_figure("no completed measurement")
+    quantities = {
+        "train_step_seconds_median": ("training step (ms)", 1e3),
+        "inference_seconds_median": ("inference, exported (ms)", 1e3),
+        "peak_train_memory_bytes": ("peak training memory (MiB)", 2.0**-20),
+    }
+    figure, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    for axis, (column, (label, scale)) in zip(axes, quantities.items(), strict=True):
+        sns.barplot(
+            data=measured.assign(value=measured[column] * scale),
+            x="family",
+            y="value",
+            hue="architecture",
+            ax=axis,
+        )
+        axis.set_ylabel(label)
+        axis.set_xlabel("")
+        axis.tick_params(axis="x", rotation=30)
+    figure.tight_layout()
+    return figure
+
+
+def training_curves(runs, curves: pd.DataFrame, measurements):
+    if curves.empty:
+        return empty_figure("no finished epoch")
+    certified = certified_columns(curves)
+    value_vars = ["test_accuracy", *certified[:1]]
+    long = (
+        curves.assign(panel=panel(curves))
+        .melt(
+            id_vars=["panel", "family", "seed", "epoch"],
+            value_vars=value_vars,
+            var_name="metric",
+            value_name="accuracy",
+        )
+        .dropna(subset=["accuracy"])
+    )
+    long["metric"] = long["metric"].map(
+        lambda m: "test accuracy" if m == "test_accuracy" else f"certified at {m[4:]}/255"
+    )
+    grid = sns.relplot(
+        data=long,
+        x="epoch",
+        y="accuracy",
+        hue="family",
+        style="metric",
+        col="panel",
+        col_wrap=min(3, long["panel"].nunique()),
+        kind="line",
+        errorbar="sd",
+        height=3.2,
+    )
+    grid.set_axis_labels("epoch", "accuracy (%)")
+    grid.set_titles("{col_name}")
+    return grid.figure
+
+
+FIGURES = {
+    "certified_accuracy_vs_epsilon": certified_accuracy_vs_epsilon,
+    "accuracy_vs_training_time": accuracy_vs_training_time,
+    "time_and_memory": time_and_memory,
+    "training_curves": training_curves,
+}
+
+
+def draw(name: str, runs: pd.DataFrame, curves: pd.DataFrame, measurements: pd.DataFrame):
+    sns.set_theme(style="whitegrid", context="paper")
+    return FIGURES[name](runs, curves, measurements)
+
+
+def main(snakemake) -> None:
+    figure = draw(
+        snakemake.wildcards.figure,
+        pd.read_csv(snakemake.input.runs),
+        pd.read_csv(snakemake.input.curves),
+        pd.read_csv(snakemake.input.measurements),
+    )
+    figure.savefig(snakemake.output.png, dpi=150, bbox_inches="tight")
+    figure.savefig(snakemake.output.pdf, bbox_inches="tight")
+
+
+if __name__ == "__main__" and "snakemake" in globals():
+    sys.stderr = open(snakemake.log[0], "w")  # noqa: F821
+    main(snakemake)  # noqa: F821
