@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from aol.families import LayerFamily
+from aol.init import initialise_kernel, initialise_matrix
 from aol.layers import same_size_conv2d
 from aol.modules import MaxMin
 from baselines.bounds import frequency_norm_bound
@@ -181,9 +182,11 @@ class SpectralConv2d(_PowerIterationNormalised):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        conv = nn.Conv2d(self.in_channels, self.out_channels, self.kernel_size)  # torch's init
+        # AOL's paper initialisation (Dirac / orthogonal centre tap): a normalised *random*
+        # kernel shrinks typical inputs ~2x per layer, so a deep stack starts with vanishing
+        # signal and gradients (aol-digits stayed at chance accuracy with torch's init)
+        initialise_kernel(self.weight, "paper")
         with torch.no_grad():
-            self.weight.copy_(conv.weight)
             if self.bias is not None:
                 self.bias.zero_()
         self._redraw_vector(tuple(self.right_vector.shape))
@@ -267,9 +270,8 @@ class SpectralLinear(_PowerIterationNormalised):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        linear = nn.Linear(self.in_features, self.out_features)
+        initialise_matrix(self.weight, "paper")  # identity / orthogonal, as for AOL
         with torch.no_grad():
-            self.weight.copy_(linear.weight)
             if self.bias is not None:
                 self.bias.zero_()
         self._redraw_vector((self.in_features,))
