@@ -90,7 +90,8 @@ class AOLLinear(nn.Module):
         )
 
 
-def _pair(value) -> tuple[int, int]:
+def pair(value) -> tuple[int, int]:
+    """``k`` or ``(k1, k2)`` as a pair of ints (kernel sizes, strides, dilations)."""
     if isinstance(value, int):
         return value, value
     first, second = value
@@ -121,15 +122,15 @@ class AOLConv2d(nn.Module):
         dtype=None,
     ) -> None:
         super().__init__()
-        kernel = _pair(kernel_size)
+        kernel = pair(kernel_size)
         if in_channels < 1 or out_channels < 1 or min(kernel) < 1:
             raise ValueError(
                 f"AOLConv2d needs positive sizes, got in_channels={in_channels}, "
                 f"out_channels={out_channels}, kernel_size={kernel_size}"
             )
-        if _pair(stride) != (1, 1):
+        if pair(stride) != (1, 1):
             raise ValueError(f"AOLConv2d supports stride 1 only (got {stride}); {_DOWNSAMPLE_HINT}")
-        if _pair(dilation) != (1, 1):
+        if pair(dilation) != (1, 1):
             raise ValueError(
                 f"AOLConv2d supports dilation 1 only (got {dilation}); use a larger kernel, "
                 f"or {_DOWNSAMPLE_HINT}"

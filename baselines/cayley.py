@@ -48,18 +48,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from aol.families import LayerFamily
+from aol.layers import pair
 from aol.modules import MaxMin
 from baselines.bounds import frequency_norm_bound
 
 #: Safety constant of the rounding allowance (see the module docstring).
 ROUNDING_CONSTANT = 64.0
-
-
-def _pair(value) -> tuple[int, int]:
-    if isinstance(value, int):
-        return value, value
-    first, second = value
-    return int(first), int(second)
 
 
 def cayley(matrices: torch.Tensor) -> torch.Tensor:
@@ -179,13 +173,13 @@ class CayleyConv2d(nn.Module):
         dtype=None,
     ) -> None:
         super().__init__()
-        kernel = _pair(kernel_size)
+        kernel = pair(kernel_size)
         if in_channels < 1 or out_channels < 1 or min(kernel) < 1:
             raise ValueError(
                 f"CayleyConv2d needs positive sizes, got in_channels={in_channels}, "
                 f"out_channels={out_channels}, kernel_size={kernel_size}"
             )
-        if _pair(stride) != (1, 1) or padding != "same":
+        if pair(stride) != (1, 1) or padding != "same":
             raise ValueError(
                 "CayleyConv2d supports stride 1 with padding='same' only; downsample with "
                 "aol.ConcatenationPooling(2) before it"

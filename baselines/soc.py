@@ -39,19 +39,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from aol.families import LayerFamily
+from aol.layers import pair
 from aol.modules import MaxMin
 from baselines.bounds import exponential_tail, frequency_norm_bound, gram_row_sum_bound
 
 #: Series degrees of the reference code (SOC HEAD; 1LLC: "5 terms in training, 12 at inference").
 TRAIN_TERMS = 5
 EVAL_TERMS = 12
-
-
-def _pair(value) -> tuple[int, int]:
-    if isinstance(value, int):
-        return value, value
-    first, second = value
-    return int(first), int(second)
 
 
 def skew_filter(weight: torch.Tensor) -> torch.Tensor:
@@ -133,13 +127,13 @@ class SOCConv2d(_SOCBase):
         dtype=None,
     ) -> None:
         super().__init__()
-        kernel = _pair(kernel_size)
+        kernel = pair(kernel_size)
         if in_channels < 1 or out_channels < 1 or min(kernel) < 1:
             raise ValueError(
                 f"SOCConv2d needs positive sizes, got in_channels={in_channels}, "
                 f"out_channels={out_channels}, kernel_size={kernel_size}"
             )
-        if _pair(stride) != (1, 1) or padding != "same":
+        if pair(stride) != (1, 1) or padding != "same":
             raise ValueError(
                 "SOCConv2d supports stride 1 with padding='same' only; downsample with "
                 "aol.ConcatenationPooling(2) before it, as SOC's invertible downsampling does"

@@ -34,7 +34,7 @@ from torch import nn
 
 from aol.families import LayerFamily
 from aol.init import initialise_kernel, initialise_matrix
-from aol.layers import same_size_conv2d
+from aol.layers import pair, same_size_conv2d
 from aol.modules import MaxMin
 from baselines.bounds import frequency_norm_bound
 
@@ -45,13 +45,6 @@ WARMUP_ITERATIONS = 100
 
 #: Size of the vector drawn at construction, before any training input is seen.
 INITIAL_VECTOR_SIZE = 8
-
-
-def _pair(value) -> tuple[int, int]:
-    if isinstance(value, int):
-        return value, value
-    first, second = value
-    return int(first), int(second)
 
 
 def _normalised(tensor: torch.Tensor) -> torch.Tensor:
@@ -153,13 +146,13 @@ class SpectralConv2d(_PowerIterationNormalised):
         dtype=None,
     ) -> None:
         super().__init__()
-        kernel = _pair(kernel_size)
+        kernel = pair(kernel_size)
         if in_channels < 1 or out_channels < 1 or min(kernel) < 1:
             raise ValueError(
                 f"SpectralConv2d needs positive sizes, got in_channels={in_channels}, "
                 f"out_channels={out_channels}, kernel_size={kernel_size}"
             )
-        if _pair(stride) != (1, 1) or padding != "same" or kernel[0] % 2 == 0 or kernel[1] % 2 == 0:
+        if pair(stride) != (1, 1) or padding != "same" or kernel[0] % 2 == 0 or kernel[1] % 2 == 0:
             raise ValueError(
                 "SpectralConv2d supports stride 1, padding='same' and odd kernels only "
                 f"(got stride={stride}, padding={padding!r}, kernel_size={kernel_size})"
