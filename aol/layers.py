@@ -25,9 +25,120 @@ from aol.rescaling import conv_rescaling_factors, linear_rescaling_factors
 PADDING_MODES = ("zeros", "circular")
 
 _DOWNSAMPLE_HINT = (
-    "downsample with aol.ConcatenationPooling(factor) followed by a 1x1 AOLConv2d, "
-    "as the AOL paper does"
+    "downsample with aol.ConcatenationPooling(factor) followed by a 1x1 convolution of the "
+    "same family, as the AOL paper does"
 )
+
+
+def pair(value) -> tuple[int, int]:
+    """``k`` or ``(k1, k2)`` as a pair of ints (kernel sizes, strides, dilations)."""
+    if isinstance(value, int):
+        return value, value
+    first, second = value
+    return int(first), int(second)
+
+
+def check_linear_sizes(layer: str, in_features: int, out_features: int) -> None:
+    """Raise ``ValueError`` unless both sizes are positive (shared by every family)."""
+    if in_features < 1 or out_features < 1:
+        raise ValueError(f"{layer} needs positive sizes, got in={in_features}, out={out_features}")
+
+
+def check_conv_arguments(
+    layer: str,
+    in_channels: int,
+    out_channels: int,
+    kernel_size: int | tuple[int, int],
+    *,
+    stride: int | tuple[int, int] = 1,
+    padding: str = "same",
+    dilation: int | tuple[int, int] = 1,
+    groups: int = 1,
+    padding_mode: str = "zeros",
+    padding_modes: tuple[str, ...] = PADDING_MODES,
+    odd_kernel: bool = True,
+) -> tuple[int, int]:
+    """Check the arguments of a stride-1, 'same'-size convolution; return the kernel pair.
+
+    Every constrained convolution of this project (AOL and the baselines) has this
+    shape: its bound is for a stride-1 convolution whose output keeps the input size,
+    with a padding that does not depend on the input. Each unsupported argument gets
+    one message that says what to do instead.
+    """
+    kernel = pair(kernel_size)
+    if in_channels < 1 or out_channels < 1 or min(kernel) < 1:
+        raise ValueError(
+            f"{layer} needs positive sizes, got in_channels={in_channels}, "
+            f"out_channels={out_channels}, kernel_size={kernel_size}"
+        )
+    if pair(stride) != (1, 1):
+        raise ValueError(f"{layer} supports stride 1 only (got {stride}); {_DOWNSAMPLE_HINT}")
+    if pair(dilation) != (1, 1):
+        raise ValueError(
+            f"{layer} supports dilation 1 only (got {dilation}); use a larger kernel, "
+            f"or {_DOWNSAMPLE_HINT}"
+        )
+    if groups != 1:
+        raise ValueError(
+            f"{layer} supports groups=1 only (got {groups}); use separate layers per group"
+        )
+    if padding != "same":
+        raise ValueError(
+            f"{layer} supports padding='same' only (got {padding!r}); crop the output "
+            f"afterwards (a crop is 1-Lipschitz) or {_DOWNSAMPLE_HINT}"
+        )
+    if odd_kernel and (kernel[0] % 2 == 0 or kernel[1] % 2 == 0):
+        raise ValueError(
+            f"{layer} with padding='same' needs odd kernel sizes (got {kernel_size}); "
+            f"use an odd kernel, or for a 2x2 stride-2 conv {_DOWNSAMPLE_HINT}"
+        )
+    if padding_mode not in padding_modes:
+        raise ValueError(
+            f"{layer} padding_mode must be one of {padding_modes} (got {padding_mode!r}); "
+            "its bound is proved for these paddings only"
+        )
+    return kernel
+
+
+def check_image_input(x: torch.Tensor, in_channels: int) -> None:
+    """Raise ``ValueError`` unless ``x`` is ``[batch, in_channels, height, width]``."""
+    if x.dim() != 4 or x.shape[1] != in_channels:
+        raise ValueError(
+            f"expected input [batch, {in_channels}, height, width], got {tuple(x.shape)}"
+        )
+
+
+def plain_linear(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
+    """A plain ``nn.Linear`` holding copies of ``weight`` and ``bias`` (for ``export()``)."""
+    out_features, in_features = weight.shape
+    plain = nn.Linear(
+        in_features, out_features, bias=bias is not None, device=weight.device, dtype=weight.dtype
+    )
+    with torch.no_grad():
+        plain.weight.copy_(weight)
+        if bias is not None:
+            plain.bias.copy_(bias)
+    return plain
+
+
+def plain_conv2d(weight: torch.Tensor, bias: torch.Tensor | None, padding_mode: str) -> nn.Conv2d:
+    """A plain stride-1 'same' ``nn.Conv2d`` holding copies of ``weight`` and ``bias``."""
+    out_channels, in_channels, k1, k2 = weight.shape
+    plain = nn.Conv2d(
+        in_channels,
+        out_channels,
+        (k1, k2),
+        padding="same",
+        padding_mode=padding_mode,
+        bias=bias is not None,
+        device=weight.device,
+        dtype=weight.dtype,
+    )
+    with torch.no_grad():
+        plain.weight.copy_(weight)
+        if bias is not None:
+            plain.bias.copy_(bias)
+    return plain
 
 
 class AOLLinear(nn.Module):
@@ -43,10 +154,7 @@ class AOLLinear(nn.Module):
         dtype=None,
     ) -> None:
         super().__init__()
-        if in_features < 1 or out_features < 1:
-            raise ValueError(
-                f"AOLLinear needs positive sizes, got in={in_features}, out={out_features}"
-            )
+        check_linear_sizes("AOLLinear", in_features, out_features)
         self.in_features = in_features
         self.out_features = out_features
         self.init = check_init_scheme(init)
@@ -70,32 +178,13 @@ class AOLLinear(nn.Module):
         return 1.0
 
     def export(self) -> nn.Linear:
-        plain = nn.Linear(
-            self.in_features,
-            self.out_features,
-            bias=self.bias is not None,
-            device=self.weight.device,
-            dtype=self.weight.dtype,
-        )
-        with torch.no_grad():
-            plain.weight.copy_(self.rescaled_weight())
-            if self.bias is not None:
-                plain.bias.copy_(self.bias)
-        return plain
+        return plain_linear(self.rescaled_weight(), self.bias)
 
     def extra_repr(self) -> str:
         return (
             f"in_features={self.in_features}, out_features={self.out_features}, "
             f"bias={self.bias is not None}, init={self.init!r}"
         )
-
-
-def pair(value) -> tuple[int, int]:
-    """``k`` or ``(k1, k2)`` as a pair of ints (kernel sizes, strides, dilations)."""
-    if isinstance(value, int):
-        return value, value
-    first, second = value
-    return int(first), int(second)
 
 
 class AOLConv2d(nn.Module):
@@ -122,38 +211,10 @@ class AOLConv2d(nn.Module):
         dtype=None,
     ) -> None:
         super().__init__()
-        kernel = pair(kernel_size)
-        if in_channels < 1 or out_channels < 1 or min(kernel) < 1:
-            raise ValueError(
-                f"AOLConv2d needs positive sizes, got in_channels={in_channels}, "
-                f"out_channels={out_channels}, kernel_size={kernel_size}"
-            )
-        if pair(stride) != (1, 1):
-            raise ValueError(f"AOLConv2d supports stride 1 only (got {stride}); {_DOWNSAMPLE_HINT}")
-        if pair(dilation) != (1, 1):
-            raise ValueError(
-                f"AOLConv2d supports dilation 1 only (got {dilation}); use a larger kernel, "
-                f"or {_DOWNSAMPLE_HINT}"
-            )
-        if groups != 1:
-            raise ValueError(
-                f"AOLConv2d supports groups=1 only (got {groups}); use separate layers per group"
-            )
-        if padding != "same":
-            raise ValueError(
-                f"AOLConv2d supports padding='same' only (got {padding!r}); crop the output "
-                f"afterwards (a crop is 1-Lipschitz) or {_DOWNSAMPLE_HINT}"
-            )
-        if kernel[0] % 2 == 0 or kernel[1] % 2 == 0:
-            raise ValueError(
-                f"AOLConv2d with padding='same' needs odd kernel sizes (got {kernel_size}); "
-                f"use an odd kernel, or for a 2x2 stride-2 conv {_DOWNSAMPLE_HINT}"
-            )
-        if padding_mode not in PADDING_MODES:
-            raise ValueError(
-                f"AOLConv2d padding_mode must be one of {PADDING_MODES} (got {padding_mode!r}); "
-                "the bound needs input-independent padding"
-            )
+        kernel = check_conv_arguments(
+            "AOLConv2d", in_channels, out_channels, kernel_size, stride=stride, padding=padding,
+            dilation=dilation, groups=groups, padding_mode=padding_mode,
+        )  # fmt: skip
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.kernel_size = kernel
@@ -179,21 +240,7 @@ class AOLConv2d(nn.Module):
         return 1.0
 
     def export(self) -> nn.Conv2d:
-        plain = nn.Conv2d(
-            self.in_channels,
-            self.out_channels,
-            self.kernel_size,
-            padding="same",
-            padding_mode=self.padding_mode,
-            bias=self.bias is not None,
-            device=self.weight.device,
-            dtype=self.weight.dtype,
-        )
-        with torch.no_grad():
-            plain.weight.copy_(self.rescaled_weight())
-            if self.bias is not None:
-                plain.bias.copy_(self.bias)
-        return plain
+        return plain_conv2d(self.rescaled_weight(), self.bias, self.padding_mode)
 
     def extra_repr(self) -> str:
         return (

@@ -48,7 +48,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from aol.families import LayerFamily
-from aol.layers import pair
+from aol.layers import check_conv_arguments, check_image_input, check_linear_sizes, plain_linear
 from aol.modules import MaxMin
 from baselines.bounds import frequency_norm_bound
 
@@ -150,13 +150,6 @@ class _VersionedCache:
         self.stamp = None
 
 
-def _check_input(x: torch.Tensor, in_channels: int, kernel: tuple[int, int]) -> None:
-    if x.dim() != 4 or x.shape[1] != in_channels:
-        raise ValueError(
-            f"expected input [batch, {in_channels}, height, width], got {tuple(x.shape)}"
-        )
-
-
 class CayleyConv2d(nn.Module):
     """Orthogonal circular convolution (stride 1, 'same' size) by the per-frequency Cayley map."""
 
@@ -173,22 +166,12 @@ class CayleyConv2d(nn.Module):
         dtype=None,
     ) -> None:
         super().__init__()
-        kernel = pair(kernel_size)
-        if in_channels < 1 or out_channels < 1 or min(kernel) < 1:
-            raise ValueError(
-                f"CayleyConv2d needs positive sizes, got in_channels={in_channels}, "
-                f"out_channels={out_channels}, kernel_size={kernel_size}"
-            )
-        if pair(stride) != (1, 1) or padding != "same":
-            raise ValueError(
-                "CayleyConv2d supports stride 1 with padding='same' only; downsample with "
-                "aol.ConcatenationPooling(2) before it"
-            )
-        if padding_mode != "circular":
-            raise ValueError(
-                f"CayleyConv2d is a circular convolution (padding_mode='circular'), got "
-                f"{padding_mode!r}"
-            )
+        # a circular convolution: the Fourier transform diagonalises it exactly
+        kernel = check_conv_arguments(
+            "CayleyConv2d", in_channels, out_channels, kernel_size, stride=stride,
+            padding=padding, padding_mode=padding_mode, padding_modes=("circular",),
+            odd_kernel=False,
+        )  # fmt: skip
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.kernel_size = kernel
@@ -226,7 +209,7 @@ class CayleyConv2d(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_input(x, self.in_channels, self.kernel_size)
+        check_image_input(x, self.in_channels)
         self.last_input_size = (x.shape[2], x.shape[3])
         weights = self.frequency_weights(x.shape[2], x.shape[3])
         return apply_frequency_weights(x, weights, self.bias)
@@ -275,7 +258,7 @@ class CayleyConv2dInference(nn.Module):
         self._cache = _VersionedCache()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_input(x, self.in_channels, self.kernel_size)
+        check_image_input(x, self.in_channels)
         height, width = x.shape[2:]
         weights = self._cache.get(
             (height, width),
@@ -297,10 +280,7 @@ class CayleyLinear(nn.Module):
         self, in_features: int, out_features: int, bias: bool = True, device=None, dtype=None
     ) -> None:
         super().__init__()
-        if in_features < 1 or out_features < 1:
-            raise ValueError(
-                f"CayleyLinear needs positive sizes, got in={in_features}, out={out_features}"
-            )
+        check_linear_sizes("CayleyLinear", in_features, out_features)
         self.in_features = in_features
         self.out_features = out_features
         factory = {"device": device, "dtype": dtype}
@@ -324,13 +304,9 @@ class CayleyLinear(nn.Module):
         return super().train(mode)
 
     def orthogonal_weight(self) -> torch.Tensor:
-        def compute():
-            norm = self.weight.norm().clamp_min(torch.finfo(self.weight.dtype).tiny)
-            return cayley(self.weight * (self.alpha / norm))
-
         if self.training:
-            return compute()
-        return self._cache.get(None, (self.weight, self.alpha), compute)
+            return self.weight_transform()
+        return self._cache.get(None, (self.weight, self.alpha), self.weight_transform)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.orthogonal_weight(), self.bias)
@@ -349,19 +325,8 @@ class CayleyLinear(nn.Module):
         return 1.0 + rounding_allowance(self.weight.dtype, channels, scale)
 
     def export(self) -> nn.Linear:
-        plain = nn.Linear(
-            self.in_features,
-            self.out_features,
-            bias=self.bias is not None,
-            device=self.weight.device,
-            dtype=self.weight.dtype,
-        )
         with torch.no_grad():
-            norm = self.weight.norm().clamp_min(torch.finfo(self.weight.dtype).tiny)
-            plain.weight.copy_(cayley(self.weight * (self.alpha / norm)))
-            if self.bias is not None:
-                plain.bias.copy_(self.bias)
-        return plain
+            return plain_linear(self.weight_transform(), self.bias)
 
     def extra_repr(self) -> str:
         return (

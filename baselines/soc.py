@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from aol.families import LayerFamily
-from aol.layers import pair
+from aol.layers import check_conv_arguments, check_image_input, check_linear_sizes, plain_linear
 from aol.modules import MaxMin
 from baselines.bounds import exponential_tail, frequency_norm_bound, gram_row_sum_bound
 
@@ -127,24 +127,11 @@ class SOCConv2d(_SOCBase):
         dtype=None,
     ) -> None:
         super().__init__()
-        kernel = pair(kernel_size)
-        if in_channels < 1 or out_channels < 1 or min(kernel) < 1:
-            raise ValueError(
-                f"SOCConv2d needs positive sizes, got in_channels={in_channels}, "
-                f"out_channels={out_channels}, kernel_size={kernel_size}"
-            )
-        if pair(stride) != (1, 1) or padding != "same":
-            raise ValueError(
-                "SOCConv2d supports stride 1 with padding='same' only; downsample with "
-                "aol.ConcatenationPooling(2) before it, as SOC's invertible downsampling does"
-            )
-        if kernel[0] % 2 == 0 or kernel[1] % 2 == 0:
-            raise ValueError(f"SOCConv2d needs odd kernel sizes (got {kernel_size})")
-        if padding_mode != "zeros":
-            raise ValueError(
-                f"SOCConv2d supports padding_mode='zeros' only (got {padding_mode!r}); the "
-                "transposed filter is the adjoint for 'same' zero padding"
-            )
+        # the transposed filter is the adjoint of the 'same' zero-padded convolution only
+        kernel = check_conv_arguments(
+            "SOCConv2d", in_channels, out_channels, kernel_size, stride=stride, padding=padding,
+            padding_mode=padding_mode, padding_modes=("zeros",),
+        )  # fmt: skip
         _check_terms(train_terms, eval_terms)
         if gram_iterations < 1:
             raise ValueError(f"gram_iterations must be >= 1, got {gram_iterations}")
@@ -207,10 +194,7 @@ class SOCConv2d(_SOCBase):
 
 
 def soc_conv_forward(x, filter_, bias, terms, in_channels, out_channels):
-    if x.dim() != 4 or x.shape[1] != in_channels:
-        raise ValueError(
-            f"expected input [batch, {in_channels}, height, width], got {tuple(x.shape)}"
-        )
+    check_image_input(x, in_channels)
     k1, k2 = filter_.shape[2:]
     padded = _pad_channels(x, filter_.shape[0])
     z = _series(padded, lambda v: F.conv2d(v, filter_, padding=(k1 // 2, k2 // 2)), terms)
@@ -253,10 +237,7 @@ class SOCLinear(_SOCBase):
         dtype=None,
     ) -> None:
         super().__init__()
-        if in_features < 1 or out_features < 1:
-            raise ValueError(
-                f"SOCLinear needs positive sizes, got in={in_features}, out={out_features}"
-            )
+        check_linear_sizes("SOCLinear", in_features, out_features)
         _check_terms(train_terms, eval_terms)
         if gram_iterations < 1:
             raise ValueError(f"gram_iterations must be >= 1, got {gram_iterations}")
@@ -303,18 +284,7 @@ class SOCLinear(_SOCBase):
             identity = torch.eye(self.features, dtype=matrix.dtype, device=matrix.device)
             series = _series(identity, lambda v: v @ matrix.T, self.eval_terms)  # rows: S e_j
             weight = series.T[: self.out_features, : self.in_features]
-        plain = nn.Linear(
-            self.in_features,
-            self.out_features,
-            bias=self.bias is not None,
-            device=weight.device,
-            dtype=weight.dtype,
-        )
-        with torch.no_grad():
-            plain.weight.copy_(weight)
-            if self.bias is not None:
-                plain.bias.copy_(self.bias)
-        return plain
+        return plain_linear(weight, self.bias)
 
     def extra_repr(self) -> str:
         return (

@@ -34,7 +34,14 @@ from torch import nn
 
 from aol.families import LayerFamily
 from aol.init import initialise_kernel, initialise_matrix
-from aol.layers import pair, same_size_conv2d
+from aol.layers import (
+    check_conv_arguments,
+    check_image_input,
+    check_linear_sizes,
+    plain_conv2d,
+    plain_linear,
+    same_size_conv2d,
+)
 from aol.modules import MaxMin
 from baselines.bounds import frequency_norm_bound
 
@@ -146,19 +153,10 @@ class SpectralConv2d(_PowerIterationNormalised):
         dtype=None,
     ) -> None:
         super().__init__()
-        kernel = pair(kernel_size)
-        if in_channels < 1 or out_channels < 1 or min(kernel) < 1:
-            raise ValueError(
-                f"SpectralConv2d needs positive sizes, got in_channels={in_channels}, "
-                f"out_channels={out_channels}, kernel_size={kernel_size}"
-            )
-        if pair(stride) != (1, 1) or padding != "same" or kernel[0] % 2 == 0 or kernel[1] % 2 == 0:
-            raise ValueError(
-                "SpectralConv2d supports stride 1, padding='same' and odd kernels only "
-                f"(got stride={stride}, padding={padding!r}, kernel_size={kernel_size})"
-            )
-        if padding_mode not in PADDING_MODES:
-            raise ValueError(f"padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}")
+        kernel = check_conv_arguments(
+            "SpectralConv2d", in_channels, out_channels, kernel_size, stride=stride,
+            padding=padding, padding_mode=padding_mode,
+        )  # fmt: skip
         if power_iterations < 1 or warmup_iterations < 1:
             raise ValueError("power_iterations and warmup_iterations must be >= 1")
         self.in_channels = in_channels
@@ -201,30 +199,13 @@ class SpectralConv2d(_PowerIterationNormalised):
         return adjoint
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(
-                f"expected input [batch, {self.in_channels}, height, width], got {tuple(x.shape)}"
-            )
+        check_image_input(x, self.in_channels)
         if self.training:
             self._update((1, self.in_channels, x.shape[2], x.shape[3]))
         return same_size_conv2d(x, self.normalised_weight(), self.bias, self.padding_mode)
 
     def export(self) -> nn.Conv2d:
-        plain = nn.Conv2d(
-            self.in_channels,
-            self.out_channels,
-            self.kernel_size,
-            padding="same",
-            padding_mode=self.padding_mode,
-            bias=self.bias is not None,
-            device=self.weight.device,
-            dtype=self.weight.dtype,
-        )
-        with torch.no_grad():
-            plain.weight.copy_(self.normalised_weight())
-            if self.bias is not None:
-                plain.bias.copy_(self.bias)
-        return plain
+        return plain_conv2d(self.normalised_weight(), self.bias, self.padding_mode)
 
     def extra_repr(self) -> str:
         return (
@@ -248,10 +229,9 @@ class SpectralLinear(_PowerIterationNormalised):
         dtype=None,
     ) -> None:
         super().__init__()
-        if in_features < 1 or out_features < 1:
-            raise ValueError(
-                f"SpectralLinear needs positive sizes, got in={in_features}, out={out_features}"
-            )
+        check_linear_sizes("SpectralLinear", in_features, out_features)
+        if power_iterations < 1 or warmup_iterations < 1:
+            raise ValueError("power_iterations and warmup_iterations must be >= 1")
         self.in_features = in_features
         self.out_features = out_features
         self.power_iterations = power_iterations
@@ -284,18 +264,7 @@ class SpectralLinear(_PowerIterationNormalised):
         return F.linear(x, self.normalised_weight(), self.bias)
 
     def export(self) -> nn.Linear:
-        plain = nn.Linear(
-            self.in_features,
-            self.out_features,
-            bias=self.bias is not None,
-            device=self.weight.device,
-            dtype=self.weight.dtype,
-        )
-        with torch.no_grad():
-            plain.weight.copy_(self.normalised_weight())
-            if self.bias is not None:
-                plain.bias.copy_(self.bias)
-        return plain
+        return plain_linear(self.normalised_weight(), self.bias)
 
     def extra_repr(self) -> str:
         return (
