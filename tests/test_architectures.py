@@ -27,6 +27,14 @@ def test_aol_paper_parameter_counts(name, expected):
     assert count_on_meta(name) == expected
 
 
+def test_aol_digits_parameter_count():
+    # hand count of the docstring's layers on 1x8x8 digits: 1x1 conv 4 -> 64, four 3x3
+    # convs 64 -> 64, 1x1 conv 64 -> 64, four dense 256 -> 256, all with biases
+    expected = (4 * 64 + 64) + 4 * (64 * 64 * 9 + 64) + (64 * 64 + 64) + 4 * (256 * 256 + 256)
+    digits = {"num_classes": 10, "in_channels": 1, "image_size": 8}
+    assert count_on_meta("aol-digits", **digits) == expected == 415_360
+
+
 def convnet_count(width):
     """1LLC ConvNet parameters counted by hand from lipschitz_compared.md §2 (with biases)."""
     total = width * width + width  # 1x1 stem

@@ -17,9 +17,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from aol.architectures.common import conv_block, linear_block, require
+from aol.architectures.patchwise import patchwise
 from aol.families import LayerFamily
-from aol.modules import ConcatenationPooling, FirstChannels
 
 PATCH_SIZE = 2
 CHANNELS = 64
@@ -28,24 +27,9 @@ KEPT_CHANNELS = 16
 DENSE_LAYERS = 4
 
 
-def aol_digits(family: LayerFamily, num_classes, in_channels, image_size):
+def aol_digits(family: LayerFamily, num_classes, in_channels, image_size) -> nn.Sequential:
     """aol-digits: a small patchwise AOL network for 8x8 digits (415,360 parameters on digits)."""
-    require(
-        image_size % PATCH_SIZE == 0,
-        f"aol-digits needs an even image size, got {image_size}",
-    )
-    dense_width = KEPT_CHANNELS * (image_size // PATCH_SIZE) ** 2
-    require(
-        num_classes <= dense_width,
-        f"aol-digits has {dense_width} outputs, fewer than {num_classes} classes",
-    )
-    layers: list[nn.Module] = [ConcatenationPooling(PATCH_SIZE)]
-    layers += conv_block(family, in_channels * PATCH_SIZE**2, CHANNELS, 1, True)
-    for _ in range(CONV_LAYERS):
-        layers += conv_block(family, CHANNELS, CHANNELS, 3, True)
-    layers += conv_block(family, CHANNELS, CHANNELS, 1, False)
-    layers += [FirstChannels(KEPT_CHANNELS), nn.Flatten()]
-    for index in range(DENSE_LAYERS):
-        layers += linear_block(family, dense_width, dense_width, index < DENSE_LAYERS - 1)
-    layers.append(FirstChannels(num_classes))
-    return nn.Sequential(*layers)
+    return patchwise(
+        family, num_classes, in_channels, image_size, KEPT_CHANNELS, patch_size=PATCH_SIZE,
+        channels=CHANNELS, conv_layers=CONV_LAYERS, dense_layers=DENSE_LAYERS, name="aol-digits",
+    )  # fmt: skip

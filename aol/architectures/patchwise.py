@@ -31,26 +31,41 @@ DENSE_LAYERS = 14
 
 
 def patchwise(
-    family: LayerFamily, num_classes: int, in_channels: int, image_size: int, width: int
+    family: LayerFamily,
+    num_classes: int,
+    in_channels: int,
+    image_size: int,
+    width: int,
+    *,
+    patch_size: int = PATCH_SIZE,
+    channels: int = ENCODING_CHANNELS,
+    conv_layers: int = ENCODING_LAYERS,
+    dense_layers: int = DENSE_LAYERS,
+    name: str | None = None,
 ) -> nn.Sequential:
-    name = f"patchwise model (w={width})"
+    """The patchwise pattern: patch, 1x1 encode, ``conv_layers`` 3x3 convs, 1x1, keep
+    ``width`` channels, flatten, ``dense_layers`` dense layers, keep ``num_classes``.
+
+    The defaults are the paper's AOL models; ``aol-digits`` uses the same pattern smaller.
+    """
+    name = name or f"patchwise model (w={width})"
     require(
-        image_size % PATCH_SIZE == 0,
-        f"{name} needs an image size divisible by {PATCH_SIZE}, got {image_size}",
+        image_size % patch_size == 0,
+        f"{name} needs an image size divisible by {patch_size}, got {image_size}",
     )
-    dense_width = width * (image_size // PATCH_SIZE) ** 2
+    dense_width = width * (image_size // patch_size) ** 2
     require(
         num_classes <= dense_width,
         f"{name} has {dense_width} output features, fewer than {num_classes} classes",
     )
-    layers: list[nn.Module] = [ConcatenationPooling(PATCH_SIZE)]
-    layers += conv_block(family, in_channels * PATCH_SIZE**2, ENCODING_CHANNELS, 1, True)
-    for _ in range(ENCODING_LAYERS):
-        layers += conv_block(family, ENCODING_CHANNELS, ENCODING_CHANNELS, 3, True)
-    layers += conv_block(family, ENCODING_CHANNELS, ENCODING_CHANNELS, 1, False)
+    layers: list[nn.Module] = [ConcatenationPooling(patch_size)]
+    layers += conv_block(family, in_channels * patch_size**2, channels, 1, True)
+    for _ in range(conv_layers):
+        layers += conv_block(family, channels, channels, 3, True)
+    layers += conv_block(family, channels, channels, 1, False)
     layers += [FirstChannels(width), nn.Flatten()]
-    for index in range(DENSE_LAYERS):
-        layers += linear_block(family, dense_width, dense_width, index < DENSE_LAYERS - 1)
+    for index in range(dense_layers):
+        layers += linear_block(family, dense_width, dense_width, index < dense_layers - 1)
     layers.append(FirstChannels(num_classes))
     return nn.Sequential(*layers)
 
