@@ -33,10 +33,12 @@ class Progress:
 
     def epoch_end(self, metrics: dict) -> None:
         certified = metrics.get("test_certified_accuracy") or {}
+        test = metrics.get("test_accuracy")
+        test_text = "" if test is None else f" test_acc {test:.3f}"
         certified_text = f" cert36 {certified['36']:.3f}" if "36" in certified else ""
         line = (
             f"epoch {metrics['epoch']}/{self.epochs} loss {metrics['train_loss']:.4f} "
-            f"acc {metrics['train_accuracy']:.3f} test_acc {metrics['test_accuracy']:.3f}"
+            f"acc {metrics['train_accuracy']:.3f}{test_text}"
             f"{certified_text} lr {metrics['lr']:.2e} {metrics['epoch_seconds']:.2f}s"
         )
         prefix = "\r\033[K" if self.interactive else ""

@@ -73,6 +73,38 @@ def test_outputs_follow_the_contract_and_rerun_is_a_no_op(tmp_path, capsys):
     assert main(["train", *ARGS, "--out", str(out), "--epochs", "3", "--batch-size", "300"]) == 2
 
 
+def test_eval_every_skips_test_metrics_between_evaluations_without_changing_training(tmp_path):
+    extra = ["--epochs", "3", "--batch-size", "300"]
+    sparse, dense = tmp_path / "sparse", tmp_path / "dense"
+    assert main(["train", *ARGS, "--out", str(sparse), *extra, "--eval-every", "2"]) == 0
+    assert main(["train", *ARGS, "--out", str(dense), *extra]) == 0
+    rows = [json.loads(line) for line in open(sparse / "metrics.jsonl")]
+    evaluated = [row["test_accuracy"] is not None for row in rows]
+    assert evaluated == [False, True, True]  # every 2nd epoch and always the last
+    assert rows[0]["test_certified_accuracy"] is None and rows[0]["train_loss"] > 0
+    result = json.load(open(sparse / "result.json"))
+    assert result["test_accuracy"] == rows[-1]["test_accuracy"]
+    dense_rows = [json.loads(line) for line in open(dense / "metrics.jsonl")]
+    assert all(row["test_accuracy"] is not None for row in dense_rows)
+    assert dense_rows[-1]["test_accuracy"] == rows[-1]["test_accuracy"]
+    sparse_weights, dense_weights = final_weights(sparse), final_weights(dense)
+    assert all(torch.equal(sparse_weights[key], dense_weights[key]) for key in dense_weights)
+
+
+def test_monitoring_bound_is_the_eval_mode_bound_of_the_exported_model():
+    from aol import architectures, network_lipschitz_bound
+    from aol.train import eval_mode_lipschitz_bound
+
+    # SOC sums 5 terms in training and 12 in eval/export: the eval-mode bound is the
+    # one that belongs to the exported model, and it is the tighter one
+    model = architectures.build("aol-digits", "soc", 10, 1, 8).double()
+    train_bound = network_lipschitz_bound(model)
+    bound = eval_mode_lipschitz_bound(model)
+    assert model.training
+    assert bound == network_lipschitz_bound(model.eval())
+    assert 1.0 <= bound < train_bound
+
+
 def test_divergence_is_a_result_not_a_crash(tmp_path):
     out = tmp_path / "run"
     code = main(["train", *ARGS, "--out", str(out), "--epochs", "3", "--lr", "1e30",

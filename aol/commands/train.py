@@ -53,6 +53,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     knobs.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None)
     parser.add_argument("--checkpoint-every", type=common.positive_int, default=10)
+    parser.add_argument(
+        "--eval-every",
+        type=common.positive_int,
+        default=1,
+        help="test metrics every N epochs and after the last (default 1); the baselines' "
+        "bound costs seconds per evaluation",
+    )
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:K")
     parser.add_argument("--data-dir", default="data", help="where CIFAR lives (default: data)")
     parser.add_argument("--download", action="store_true", help="allow downloading CIFAR")
@@ -99,6 +106,7 @@ def config_from_arguments(arguments: argparse.Namespace) -> TrainConfig:
         recipe_name=recipe_name,
         recipe=recipe,
         checkpoint_every=arguments.checkpoint_every,
+        eval_every=arguments.eval_every,
         device=device,
         data_dir=arguments.data_dir,
         download=arguments.download,

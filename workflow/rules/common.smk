@@ -171,6 +171,7 @@ def train_arguments(wildcards):
         "offset",
         "temperature",
         "checkpoint_every",
+        "eval_every",
     ):
         if variant.get(key) is not None:
             arguments += [f"--{key.replace('_', '-')}", str(variant[key])]
