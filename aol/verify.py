@@ -6,6 +6,7 @@ These never look at a layer's own ``lipschitz_bound()``; they measure the map.
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -19,6 +20,15 @@ def _as_float64(module):
     if isinstance(module, nn.Module):
         return copy.deepcopy(module).to(torch.float64)
     return module
+
+
+def _quiet_jvp(module, point: torch.Tensor, direction: torch.Tensor):
+    """``torch.func.jvp`` without the FutureWarning torch prints when forward-mode AD first
+    loads its decompositions (they are scripted with the deprecated ``torch.jit.script``
+    inside torch; nothing a user of this project can act on)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*torch\.jit\.script", category=FutureWarning)
+        return jvp(module, (point,), (direction,))
 
 
 def exact_jacobian(module, x: torch.Tensor) -> torch.Tensor:
@@ -90,7 +100,7 @@ def power_iteration(
     _, pullback = vjp(module, point)
     estimate = 0.0
     for iteration in range(1, max_iterations + 1):
-        _, image = jvp(module, (point,), (direction,))
+        _, image = _quiet_jvp(module, point, direction)
         new_estimate = image.norm().item()
         (back,) = pullback(image)
         back_norm = back.norm()
