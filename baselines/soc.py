@@ -107,6 +107,21 @@ class _SOCBase(nn.Module):
         """Guaranteed bound for the term count of the current mode (see module docstring)."""
         return series_bound(self.scaled_filter(), self._terms())
 
+    def reset_parameters(self) -> None:
+        # SOC code: M ~ N(0, 1/max_c), bias ~ U(+-1/sqrt(c_out)) (baselines.md §1.1 item 7);
+        # the weight is square, max(in, out) wide
+        nn.init.normal_(self.weight, std=1.0 / math.sqrt(self.weight.shape[0]))
+        if self.bias is not None:
+            bound = 1.0 / math.sqrt(self.bias.shape[0])
+            nn.init.uniform_(self.bias, -bound, bound)
+
+    def scaled_filter(self) -> torch.Tensor:
+        return scaled_skew_filter(self.weight, self.gram_iterations)
+
+    def weight_transform(self) -> torch.Tensor:
+        """The training-time weight transform (timed by ``aol.bench layers``)."""
+        return self.scaled_filter()
+
 
 class SOCConv2d(_SOCBase):
     """Skew orthogonal convolution, stride 1, 'same' zero padding, odd kernel."""
@@ -148,24 +163,10 @@ class SOCConv2d(_SOCBase):
         self.bias = nn.Parameter(torch.empty(out_channels, **factory)) if bias else None
         self.reset_parameters()
 
-    def reset_parameters(self) -> None:
-        # SOC code: M ~ N(0, 1/max_c), bias ~ U(+-1/sqrt(c_out)) (baselines.md §1.1 item 7)
-        nn.init.normal_(self.weight, std=1.0 / math.sqrt(self.channels))
-        if self.bias is not None:
-            bound = 1.0 / math.sqrt(self.out_channels)
-            nn.init.uniform_(self.bias, -bound, bound)
-
-    def scaled_filter(self) -> torch.Tensor:
-        return scaled_skew_filter(self.weight, self.gram_iterations)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return soc_conv_forward(
             x, self.scaled_filter(), self.bias, self._terms(), self.in_channels, self.out_channels
         )
-
-    def weight_transform(self) -> torch.Tensor:
-        """The training-time weight transform (timed by ``aol.bench layers``)."""
-        return self.scaled_filter()
 
     def multiply_adds(self, input_shape, batch_size: int) -> int:
         """Forward multiply-adds of a training step, 1LLC Table 1 terms: ``C t1`` for the
@@ -252,15 +253,6 @@ class SOCLinear(_SOCBase):
         self.bias = nn.Parameter(torch.empty(out_features, **factory)) if bias else None
         self.reset_parameters()
 
-    def reset_parameters(self) -> None:
-        nn.init.normal_(self.weight, std=1.0 / math.sqrt(self.features))
-        if self.bias is not None:
-            bound = 1.0 / math.sqrt(self.out_features)
-            nn.init.uniform_(self.bias, -bound, bound)
-
-    def scaled_filter(self) -> torch.Tensor:
-        return scaled_skew_filter(self.weight, self.gram_iterations)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] != self.in_features:
             raise ValueError(f"expected {self.in_features} input features, got {x.shape[-1]}")
@@ -268,9 +260,6 @@ class SOCLinear(_SOCBase):
         z = _series(_pad_channels(x, self.features), lambda v: F.linear(v, matrix), self._terms())
         z = z[..., : self.out_features]
         return z if self.bias is None else z + self.bias
-
-    def weight_transform(self) -> torch.Tensor:
-        return self.scaled_filter()
 
     def multiply_adds(self, input_shape, batch_size: int) -> int:
         """``b n^2 t1`` for the series plus ``n^3`` for the Gram bound (1LLC Table 1 style)."""
