@@ -150,7 +150,34 @@ class _VersionedCache:
         self.stamp = None
 
 
-class CayleyConv2d(nn.Module):
+def cayley_lipschitz_bound(weight: torch.Tensor, alpha: torch.Tensor) -> float:
+    """1 + the rounding allowance for a Cayley layer of ``weight`` (``[out, in, ...]``)."""
+    channels = max(weight.shape[0], weight.shape[1])
+    return 1.0 + rounding_allowance(weight.dtype, channels, scale_bound(weight, alpha))
+
+
+class _CayleyBase(nn.Module):
+    """Initialisation, cache reset and bound shared by the conv and dense Cayley layers."""
+
+    def reset_parameters(self) -> None:
+        # reference: U(+-1/sqrt(fan_in)) weights and bias, alpha = ||W|| (baselines.md §2.1-2.2)
+        bound = 1.0 / math.sqrt(self.weight[0].numel())
+        nn.init.uniform_(self.weight, -bound, bound)
+        with torch.no_grad():
+            self.alpha.copy_(self.weight.norm())
+        if self.bias is not None:
+            nn.init.uniform_(self.bias, -bound, bound)
+        self._cache.clear()
+
+    def train(self, mode: bool = True):
+        self._cache.clear()
+        return super().train(mode)
+
+    def lipschitz_bound(self) -> float:
+        return cayley_lipschitz_bound(self.weight, self.alpha)
+
+
+class CayleyConv2d(_CayleyBase):
     """Orthogonal circular convolution (stride 1, 'same' size) by the per-frequency Cayley map."""
 
     def __init__(
@@ -184,20 +211,6 @@ class CayleyConv2d(nn.Module):
         self.last_input_size: tuple[int, int] | None = None
         self.reset_parameters()
 
-    def reset_parameters(self) -> None:
-        # reference: U(+-1/sqrt(fan_in)) weights and bias, alpha = ||W|| (baselines.md §2.1-2.2)
-        bound = 1.0 / math.sqrt(self.in_channels * self.kernel_size[0] * self.kernel_size[1])
-        nn.init.uniform_(self.weight, -bound, bound)
-        with torch.no_grad():
-            self.alpha.copy_(self.weight.norm())
-        if self.bias is not None:
-            nn.init.uniform_(self.bias, -bound, bound)
-        self._cache.clear()
-
-    def train(self, mode: bool = True):
-        self._cache.clear()
-        return super().train(mode)
-
     def frequency_weights(self, height: int, width: int) -> torch.Tensor:
         """The transformed weights for an input size; cached (no gradient) in eval mode."""
         if self.training:
@@ -226,11 +239,6 @@ class CayleyConv2d(nn.Module):
         height, width = input_shape[-2:]
         small, large = sorted((self.in_channels, self.out_channels))
         return height * width * (batch_size * small * large + large * small**2)
-
-    def lipschitz_bound(self) -> float:
-        channels = max(self.in_channels, self.out_channels)
-        scale = scale_bound(self.weight, self.alpha)
-        return 1.0 + rounding_allowance(self.weight.dtype, channels, scale)
 
     def export(self) -> CayleyConv2dInference:
         return CayleyConv2dInference(self)
@@ -268,12 +276,10 @@ class CayleyConv2dInference(nn.Module):
         return apply_frequency_weights(x, weights, self.bias)
 
     def lipschitz_bound(self) -> float:
-        channels = max(self.in_channels, self.out_channels)
-        scale = scale_bound(self.weight, self.alpha)
-        return 1.0 + rounding_allowance(self.weight.dtype, channels, scale)
+        return cayley_lipschitz_bound(self.weight, self.alpha)
 
 
-class CayleyLinear(nn.Module):
+class CayleyLinear(_CayleyBase):
     """Dense layer ``y = cayley(alpha W / ||W||_F) x + b`` (orthogonal columns or rows)."""
 
     def __init__(
@@ -290,19 +296,6 @@ class CayleyLinear(nn.Module):
         self._cache = _VersionedCache()
         self.reset_parameters()
 
-    def reset_parameters(self) -> None:
-        bound = 1.0 / math.sqrt(self.in_features)
-        nn.init.uniform_(self.weight, -bound, bound)
-        with torch.no_grad():
-            self.alpha.copy_(self.weight.norm())
-        if self.bias is not None:
-            nn.init.uniform_(self.bias, -bound, bound)
-        self._cache.clear()
-
-    def train(self, mode: bool = True):
-        self._cache.clear()
-        return super().train(mode)
-
     def orthogonal_weight(self) -> torch.Tensor:
         if self.training:
             return self.weight_transform()
@@ -318,11 +311,6 @@ class CayleyLinear(nn.Module):
     def multiply_adds(self, input_shape, batch_size: int) -> int:
         small, large = sorted((self.in_features, self.out_features))
         return batch_size * small * large + large * small**2
-
-    def lipschitz_bound(self) -> float:
-        channels = max(self.in_features, self.out_features)
-        scale = scale_bound(self.weight, self.alpha)
-        return 1.0 + rounding_allowance(self.weight.dtype, channels, scale)
 
     def export(self) -> nn.Linear:
         with torch.no_grad():
