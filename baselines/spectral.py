@@ -61,6 +61,12 @@ def _normalised(tensor: torch.Tensor) -> torch.Tensor:
 class _PowerIterationNormalised(nn.Module):
     """Persistent power iteration on ``A^T A``; subclasses define ``A`` and ``A^T``."""
 
+    def _set_iterations(self, power_iterations: int, warmup_iterations: int) -> None:
+        if power_iterations < 1 or warmup_iterations < 1:
+            raise ValueError("power_iterations and warmup_iterations must be >= 1")
+        self.power_iterations = power_iterations
+        self.warmup_iterations = warmup_iterations
+
     def _apply_operator(self, v: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
@@ -157,14 +163,11 @@ class SpectralConv2d(_PowerIterationNormalised):
             "SpectralConv2d", in_channels, out_channels, kernel_size, stride=stride,
             padding=padding, padding_mode=padding_mode,
         )  # fmt: skip
-        if power_iterations < 1 or warmup_iterations < 1:
-            raise ValueError("power_iterations and warmup_iterations must be >= 1")
+        self._set_iterations(power_iterations, warmup_iterations)
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.kernel_size = kernel
         self.padding_mode = padding_mode
-        self.power_iterations = power_iterations
-        self.warmup_iterations = warmup_iterations
         factory = {"device": device, "dtype": dtype}
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels, *kernel, **factory))
         self.bias = nn.Parameter(torch.empty(out_channels, **factory)) if bias else None
@@ -230,12 +233,9 @@ class SpectralLinear(_PowerIterationNormalised):
     ) -> None:
         super().__init__()
         check_linear_sizes("SpectralLinear", in_features, out_features)
-        if power_iterations < 1 or warmup_iterations < 1:
-            raise ValueError("power_iterations and warmup_iterations must be >= 1")
+        self._set_iterations(power_iterations, warmup_iterations)
         self.in_features = in_features
         self.out_features = out_features
-        self.power_iterations = power_iterations
-        self.warmup_iterations = warmup_iterations
         factory = {"device": device, "dtype": dtype}
         self.weight = nn.Parameter(torch.empty(out_features, in_features, **factory))
         self.bias = nn.Parameter(torch.empty(out_features, **factory)) if bias else None
