@@ -11,27 +11,16 @@ renamed, so a crash leaves either the old or the new checkpoint, never half of o
 from __future__ import annotations
 
 import os
-import tempfile
 
 import torch
+
+from aol.runtime import write_atomically
 
 CHECKPOINT_FILE = "checkpoint.pt"
 
 
 def save(path: str | os.PathLike, state: dict) -> None:
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    handle, temporary = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".pt")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            torch.save(state, stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
+    write_atomically(path, lambda stream: torch.save(state, stream), binary=True)
 
 
 def load(path: str | os.PathLike, map_location="cpu") -> dict:

@@ -51,16 +51,18 @@ def synchronise(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def write_json_atomically(path: str | os.PathLike, data: dict) -> None:
-    """Write ``data`` as JSON to a temporary file next to ``path``, then rename it into place."""
+def write_atomically(path: str | os.PathLike, write, binary: bool = False) -> None:
+    """Call ``write(stream)`` on a temporary file next to ``path``, flush it to disk, then
+    rename it into place: a reader (or a resumed run) sees the old file or the new one,
+    never a partial one. The folder is created if needed."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".json")
+    suffix = os.path.splitext(path)[1]
+    handle, temporary = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=suffix)
     try:
-        with os.fdopen(handle, "w") as stream:
-            json.dump(data, stream, indent=2)
-            stream.write("\n")
+        with os.fdopen(handle, "wb" if binary else "w") as stream:
+            write(stream)
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(temporary, path)
@@ -68,3 +70,13 @@ def write_json_atomically(path: str | os.PathLike, data: dict) -> None:
         if os.path.exists(temporary):
             os.remove(temporary)
         raise
+
+
+def write_json_atomically(path: str | os.PathLike, data: dict) -> None:
+    """Write ``data`` as indented JSON with ``write_atomically``."""
+
+    def write(stream) -> None:
+        json.dump(data, stream, indent=2)
+        stream.write("\n")
+
+    write_atomically(path, write)
