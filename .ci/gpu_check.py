@@ -1,4 +1,4 @@
-"""GPU check of the engine (issue 4), for a machine with CUDA and no internet.
+"""GPU check of the engine , for a machine with CUDA and no internet.
 
     python3 .ci/gpu_check.py [OUT_DIR]
 
@@ -23,7 +23,7 @@ from torchvision.datasets import CIFAR10
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from aol import families  # noqa: E402
-from aol.__main__ import main  # noqa: E402
+from aol.engine.cli import main  # noqa: E402
 
 out = sys.argv[1] if len(sys.argv) > 1 else "/tmp/gpu-check"
 # smoke-testing on a CPU: GPU_CHECK_DEVICE=cpu GPU_CHECK_ARCH=convnet-xs GPU_CHECK_IMAGES=200

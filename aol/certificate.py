@@ -1,4 +1,4 @@
-"""Certified robust accuracy from logit margins (aol.md §4; Tsuzuku et al. 2018).
+"""Certified robust accuracy from logit margins (AOL paper Sec. 6; Tsuzuku et al., NeurIPS 2018).
 
 A point is certified at l2 radius eps when it is classified correctly and
 
@@ -16,7 +16,7 @@ from collections.abc import Iterable
 
 import torch
 
-#: The radii the papers report (aol.md §4): 36/255, 72/255, 108/255 and 1.
+#: The radii the papers report (AOL paper Tables 3-4; 1LLC Table 2): 36/255, 72/255, 108/255 and 1.
 PAPER_EPSILONS = (36 / 255, 72 / 255, 108 / 255, 1.0)
 
 

@@ -1,4 +1,8 @@
-"""Export for inference: bake every weight transform into the weights (aol.md §1.3)."""
+"""Export for inference: fold every weight transform into the weights.
+
+The released AOL code (berndprach/AOL@562bddf) recomputes the rescaling in every forward,
+also at test time; an exported model pays for it once.
+"""
 
 from __future__ import annotations
 

@@ -23,8 +23,8 @@ from importlib.metadata import entry_points
 
 from torch import nn
 
-from aol.layers import AOLConv2d, AOLLinear
-from aol.modules import MaxMin
+from aol.nn.layers import AOLConv2d, AOLLinear
+from aol.nn.modules import MaxMin
 
 ENTRY_POINT_GROUP = "aol.families"
 

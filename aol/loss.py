@@ -1,4 +1,7 @@
-"""Offset cross-entropy (AOL paper eq. 10; aol.md §3.1)."""
+"""Offset cross-entropy (AOL paper eq. 10).
+
+As in berndprach/AOL@562bddf ``metrics/offset_xent_from_scores.py``.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-#: Paper defaults (aol.md §3.1): u = sqrt(2) aims at certified robustness at eps = 1,
+#: Paper defaults (Sec. 6): u = sqrt(2) aims at certified robustness at eps = 1,
 #: t = 1/4 keeps the gradient magnitude near 1 while the margin is below 1/2.
 PAPER_OFFSET = math.sqrt(2)
 PAPER_TEMPERATURE = 0.25

@@ -1,12 +1,12 @@
 """``cayley``: orthogonal convolutions by the Cayley transform in the Fourier domain
-(Trockman & Kolter, ICLR 2021; baselines.md §2).
+(Trockman & Kolter, ICLR 2021; code locuslab/orthogonal-convolutions@543b0aa).
 
 A circular convolution on an ``H x W`` input is block-diagonalised by the 2-D DFT:
 each frequency ``f`` gets a complex matrix ``W^(f)`` (``c_out x c_in``). The layer
 replaces it by the Cayley transform of ``S(f) = alpha W^(f) / ||W||_F``:
 
 * ``c_out >= c_in``: ``S = [U; V]`` (``U`` square), ``A = U - U^H + V^H V``,
-  ``Q = [(I + A)^-1 (I - A); -2 V (I + A)^-1]``, and ``Q^H Q = I`` (§2.1);
+  ``Q = [(I + A)^-1 (I - A); -2 V (I + A)^-1]``, and ``Q^H Q = I`` (Trockman & Kolter, Sec. 3);
 * ``c_out < c_in``: ``Q = cayley(S^H)^H`` (orthonormal rows).
 
 ``A + A^H = 2 V^H V`` is positive semidefinite, so ``||(I + A)^-1|| <= 1``: the
@@ -19,7 +19,7 @@ Differences from the reference code, on purpose:
 
 * ``alpha`` is a parameter from construction, so an optimiser built before the
   first forward trains it (the reference creates it lazily and never trains it,
-  §2.6). Its normaliser is the kernel's spatial Frobenius norm, the same for
+  ``layers.py``). Its normaliser is the kernel's spatial Frobenius norm, the same for
   every input size (the reference uses the frequency-domain norm, which grows
   with the size); ``alpha`` starts at ``||W||_F`` so that at initialisation the
   transform sees the raw weights, as in the reference.
@@ -33,7 +33,7 @@ backward-error allowance ``ROUNDING_CONSTANT * c * u * (1 + a)^2`` with ``u`` th
 unit roundoff of the weights' dtype, ``c = max(c_in, c_out)`` and ``a`` a
 guaranteed bound on ``max_f ||A(f)||`` (``||A|| <= 2 s + s^2`` with
 ``s = |alpha| B(W) / ||W||_F >= max_f ||S(f)||``, ``B`` the guaranteed
-convolution-norm bound ``baselines.bounds.frequency_norm_bound``).
+convolution-norm bound ``aol.nn.bounds.frequency_norm_bound``).
 This is an allowance from the standard rounding model (Higham, "Accuracy and
 Stability of Numerical Algorithms", 2002, §9 for the inverse), not a proof;
 ``tests/test_cayley.py`` measures the actual defect against it at many sizes.
@@ -48,9 +48,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from aol.families import LayerFamily
-from aol.layers import check_conv_arguments, check_image_input, check_linear_sizes, plain_linear
-from aol.modules import MaxMin
-from baselines.bounds import frequency_norm_bound
+from aol.nn.bounds import frequency_norm_bound
+from aol.nn.contract import LipschitzConv2d, LipschitzLinear, check_image_input, plain_linear
+from aol.nn.modules import MaxMin
 
 #: Safety constant of the rounding allowance (see the module docstring).
 ROUNDING_CONSTANT = 64.0
@@ -90,7 +90,7 @@ def frequency_weights(weight: torch.Tensor, alpha: torch.Tensor, height: int, wi
 
     ``W^(f) = conj(rfft2(C))`` where ``C`` is the kernel laid on the input's torus
     with its centre tap at the origin (``wrapped_kernel``); the conjugate turns the
-    cross-correlation of ``conv2d`` into the product ``W^(f) x^(f)`` (§2.1).
+    cross-correlation of ``conv2d`` into the product ``W^(f) x^(f)``.
     """
     c_out, c_in, k1, k2 = weight.shape
     centred = wrapped_kernel(weight, height, width)
@@ -156,11 +156,19 @@ def cayley_lipschitz_bound(weight: torch.Tensor, alpha: torch.Tensor) -> float:
     return 1.0 + rounding_allowance(weight.dtype, channels, scale_bound(weight, alpha))
 
 
-class _CayleyBase(nn.Module):
+class _CayleyBase:
     """Initialisation, cache reset and bound shared by the conv and dense Cayley layers."""
 
+    def _create_parameters(self, weight_shape, bias: bool, device, dtype) -> None:
+        self.weight = nn.Parameter(torch.empty(*weight_shape, device=device, dtype=dtype))
+        self.alpha = nn.Parameter(torch.empty((), device=device, dtype=dtype))
+        self.bias = self._bias(bias, weight_shape[0], device, dtype)
+        self._cache = _VersionedCache()
+        self.reset_parameters()
+
     def reset_parameters(self) -> None:
-        # reference: U(+-1/sqrt(fan_in)) weights and bias, alpha = ||W|| (baselines.md §2.1-2.2)
+        # reference (locuslab/orthogonal-convolutions@543b0aa, layers.py): U(+-1/sqrt(fan_in))
+        # weights and bias, alpha = ||W||
         bound = 1.0 / math.sqrt(self.weight[0].numel())
         nn.init.uniform_(self.weight, -bound, bound)
         with torch.no_grad():
@@ -177,8 +185,12 @@ class _CayleyBase(nn.Module):
         return cayley_lipschitz_bound(self.weight, self.alpha)
 
 
-class CayleyConv2d(_CayleyBase):
+class CayleyConv2d(_CayleyBase, LipschitzConv2d):
     """Orthogonal circular convolution (stride 1, 'same' size) by the per-frequency Cayley map."""
+
+    # a circular convolution: the Fourier transform diagonalises it exactly
+    padding_modes = ("circular",)
+    odd_kernel = False
 
     def __init__(
         self,
@@ -187,29 +199,19 @@ class CayleyConv2d(_CayleyBase):
         kernel_size: int | tuple[int, int],
         stride: int | tuple[int, int] = 1,
         padding: str = "same",
+        dilation: int | tuple[int, int] = 1,
+        groups: int = 1,
         bias: bool = True,
         padding_mode: str = "circular",
+        *,
         device=None,
         dtype=None,
     ) -> None:
-        super().__init__()
-        # a circular convolution: the Fourier transform diagonalises it exactly
-        kernel = check_conv_arguments(
-            "CayleyConv2d", in_channels, out_channels, kernel_size, stride=stride,
-            padding=padding, padding_mode=padding_mode, padding_modes=("circular",),
-            odd_kernel=False,
-        )  # fmt: skip
-        self.in_channels = in_channels
-        self.out_channels = out_channels
-        self.kernel_size = kernel
-        self.padding_mode = padding_mode
-        factory = {"device": device, "dtype": dtype}
-        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, *kernel, **factory))
-        self.alpha = nn.Parameter(torch.empty((), **factory))
-        self.bias = nn.Parameter(torch.empty(out_channels, **factory)) if bias else None
-        self._cache = _VersionedCache()
+        super().__init__(
+            in_channels, out_channels, kernel_size, stride, padding, dilation, groups, padding_mode
+        )
         self.last_input_size: tuple[int, int] | None = None
-        self.reset_parameters()
+        self._create_parameters((out_channels, in_channels, *self.kernel_size), bias, device, dtype)
 
     def frequency_weights(self, height: int, width: int) -> torch.Tensor:
         """The transformed weights for an input size; cached (no gradient) in eval mode."""
@@ -228,7 +230,7 @@ class CayleyConv2d(_CayleyBase):
         return apply_frequency_weights(x, weights, self.bias)
 
     def weight_transform(self) -> torch.Tensor:
-        """The training-time transform for the last input size (timed by ``aol.bench``)."""
+        """The training-time transform for the last input size (timed by ``aol.engine.bench``)."""
         if self.last_input_size is None:
             raise RuntimeError("the Cayley transform depends on the input size: call forward first")
         return frequency_weights(self.weight, self.alpha, *self.last_input_size)
@@ -242,12 +244,6 @@ class CayleyConv2d(_CayleyBase):
 
     def export(self) -> CayleyConv2dInference:
         return CayleyConv2dInference(self)
-
-    def extra_repr(self) -> str:
-        return (
-            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-            f"padding_mode='circular', bias={self.bias is not None}"
-        )
 
 
 class CayleyConv2dInference(nn.Module):
@@ -279,22 +275,14 @@ class CayleyConv2dInference(nn.Module):
         return cayley_lipschitz_bound(self.weight, self.alpha)
 
 
-class CayleyLinear(_CayleyBase):
+class CayleyLinear(_CayleyBase, LipschitzLinear):
     """Dense layer ``y = cayley(alpha W / ||W||_F) x + b`` (orthogonal columns or rows)."""
 
     def __init__(
-        self, in_features: int, out_features: int, bias: bool = True, device=None, dtype=None
+        self, in_features: int, out_features: int, bias: bool = True, *, device=None, dtype=None
     ) -> None:
-        super().__init__()
-        check_linear_sizes("CayleyLinear", in_features, out_features)
-        self.in_features = in_features
-        self.out_features = out_features
-        factory = {"device": device, "dtype": dtype}
-        self.weight = nn.Parameter(torch.empty(out_features, in_features, **factory))
-        self.alpha = nn.Parameter(torch.empty((), **factory))
-        self.bias = nn.Parameter(torch.empty(out_features, **factory)) if bias else None
-        self._cache = _VersionedCache()
-        self.reset_parameters()
+        super().__init__(in_features, out_features)
+        self._create_parameters((out_features, in_features), bias, device, dtype)
 
     def orthogonal_weight(self) -> torch.Tensor:
         if self.training:
@@ -315,12 +303,6 @@ class CayleyLinear(_CayleyBase):
     def export(self) -> nn.Linear:
         with torch.no_grad():
             return plain_linear(self.weight_transform(), self.bias)
-
-    def extra_repr(self) -> str:
-        return (
-            f"in_features={self.in_features}, out_features={self.out_features}, "
-            f"bias={self.bias is not None}"
-        )
 
 
 CAYLEY = LayerFamily(

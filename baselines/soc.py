@@ -2,18 +2,18 @@
 
 A skew-symmetric filter ``L = M - M^T`` (``M^T`` swaps the channel axes and flips
 the kernel, so ``conv(., M^T)`` is the adjoint of ``conv(., M)`` with 'same' zero
-padding: baselines.md §1.1) gives a skew-symmetric Jacobian ``J``, and
+padding) gives a skew-symmetric Jacobian ``J``, and
 ``exp(J)`` is orthogonal. The layer outputs the truncated series
 
     z = sum_{i <= K} L~^i x / i!,     L~ = L / rho(L),
 
 with ``K = train_terms`` (5) in training and ``eval_terms`` (12) in evaluation,
-the reference code's counts (baselines.md §1.1 item 5).
+the counts of the reference code (singlasahil14/SOC@561c7ac) and of 1LLC.
 
 Soundness. The reference scales ``L`` by 0.7 / (a power-iteration estimate of a
 reshaped norm), which omits the Fantastic-Four factor ``sqrt(hw)`` and does not
-guarantee ``||L~|| <= 1`` (baselines.md §1.1 item 4). Here ``rho`` is a
-guaranteed bound, ``baselines.bounds.gram_row_sum_bound`` (AOL Lemma 2 /
+guarantee ``||L~|| <= 1``. Here ``rho`` is a
+guaranteed bound, ``aol.nn.bounds.gram_row_sum_bound`` (AOL Lemma 2 /
 one Gram-iteration step, Delattre et al. 2024), so ``||L~||_2 <= 1`` at every
 input size. ``J`` is normal with eigenvalues ``i theta``, ``|theta| <= r`` for
 any bound ``r >= ||L~||``, so the truncated series has norm
@@ -23,7 +23,7 @@ any bound ``r >= ||L~||``, so the truncated series has norm
 ``lipschitz_bound()`` returns that value for the term count of the mode the
 layer is in (``train_terms`` in training: 1 + 1.6e-3 at r = 1; ``eval_terms``
 in evaluation: 1 + 1.6e-10), with ``r`` recomputed in float64 from the filter
-actually used (the tighter of the two bounds of ``baselines.bounds``).
+actually used (the tighter of the two bounds of ``aol.nn.bounds``).
 
 Channel changes as in SOC: inputs are zero-padded to ``max(c_in, c_out)``
 channels (an isometric embedding) and the first ``c_out`` outputs are kept (a
@@ -39,9 +39,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from aol.families import LayerFamily
-from aol.layers import check_conv_arguments, check_image_input, check_linear_sizes, plain_linear
-from aol.modules import MaxMin
-from baselines.bounds import exponential_tail, frequency_norm_bound, gram_row_sum_bound
+from aol.nn.bounds import exponential_tail, frequency_norm_bound, gram_row_sum_bound
+from aol.nn.contract import LipschitzConv2d, LipschitzLinear, check_image_input, plain_linear
+from aol.nn.modules import MaxMin
 
 #: Series degrees of the reference code (SOC HEAD; 1LLC: "5 terms in training, 12 at inference").
 TRAIN_TERMS = 5
@@ -59,7 +59,7 @@ def scaled_skew_filter(weight: torch.Tensor, gram_iterations: int = 1) -> torch.
     """``L / rho(L)`` with ``rho`` a guaranteed bound on ``||conv(L)||``, so ``||L~|| <= 1``.
 
     ``gram_iterations`` squarings tighten ``rho`` (1: 1.5-2.8x the norm of random 3x3
-    kernels, 2: 1.2-1.7x; README) at a cost that grows fast with the kernel (``baselines.bounds``).
+    kernels, 2: 1.2-1.7x; README) at a cost that grows fast with the kernel (``aol.nn.bounds``).
     """
     skew = skew_filter(weight)
     rho = gram_row_sum_bound(skew, gram_iterations).clamp_min(torch.finfo(skew.dtype).tiny)
@@ -72,11 +72,6 @@ def series_bound(filter_: torch.Tensor, terms: int) -> float:
         as_float64 = filter_.detach().to(torch.float64)
         r = min(gram_row_sum_bound(as_float64).item(), frequency_norm_bound(as_float64))
     return 1.0 + exponential_tail(r, terms)
-
-
-def _check_terms(train_terms: int, eval_terms: int) -> None:
-    if train_terms < 1 or eval_terms < 1:
-        raise ValueError(f"term counts must be >= 1, got train={train_terms}, eval={eval_terms}")
 
 
 def _pad_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
@@ -97,8 +92,21 @@ def _series(x: torch.Tensor, apply, terms: int) -> torch.Tensor:
     return result
 
 
-class _SOCBase(nn.Module):
-    """Term counts, mode-dependent bound and channel handling shared by conv and dense."""
+class _SOCBase:
+    """Term counts, mode-dependent bound, initialisation and transform of conv and dense."""
+
+    options = ("train_terms", "eval_terms", "gram_iterations")
+
+    def _set_options(self, train_terms: int, eval_terms: int, gram_iterations: int) -> None:
+        if train_terms < 1 or eval_terms < 1:
+            raise ValueError(
+                f"term counts must be >= 1, got train={train_terms}, eval={eval_terms}"
+            )
+        if gram_iterations < 1:
+            raise ValueError(f"gram_iterations must be >= 1, got {gram_iterations}")
+        self.train_terms = train_terms
+        self.eval_terms = eval_terms
+        self.gram_iterations = gram_iterations
 
     def _terms(self) -> int:
         return self.train_terms if self.training else self.eval_terms
@@ -108,8 +116,8 @@ class _SOCBase(nn.Module):
         return series_bound(self.scaled_filter(), self._terms())
 
     def reset_parameters(self) -> None:
-        # SOC code: M ~ N(0, 1/max_c), bias ~ U(+-1/sqrt(c_out)) (baselines.md §1.1 item 7);
-        # the weight is square, max(in, out) wide
+        # SOC's reference code (github.com/singlasahil14/SOC, skew_ortho_conv.py):
+        # M ~ N(0, 1/max_c), bias ~ U(+-1/sqrt(c_out)); the weight is square, max(in, out) wide
         nn.init.normal_(self.weight, std=1.0 / math.sqrt(self.weight.shape[0]))
         if self.bias is not None:
             bound = 1.0 / math.sqrt(self.bias.shape[0])
@@ -119,12 +127,25 @@ class _SOCBase(nn.Module):
         return scaled_skew_filter(self.weight, self.gram_iterations)
 
     def weight_transform(self) -> torch.Tensor:
-        """The training-time weight transform (timed by ``aol.bench layers``)."""
+        """The training-time weight transform: the scaled skew filter."""
         return self.scaled_filter()
 
+    def _gram_multiply_adds(self, kernel: tuple[int, int]) -> int:
+        """Each squaring of the Gram bound is a full self-correlation, ``c^3 k^2 (2k-1)^2``."""
+        k1, k2 = kernel
+        channels = self.weight.shape[0]
+        count = 0
+        for _ in range(self.gram_iterations):
+            count += channels**3 * k1 * k2 * (2 * k1 - 1) * (2 * k2 - 1)
+            k1, k2 = 2 * k1 - 1, 2 * k2 - 1
+        return count
 
-class SOCConv2d(_SOCBase):
+
+class SOCConv2d(_SOCBase, LipschitzConv2d):
     """Skew orthogonal convolution, stride 1, 'same' zero padding, odd kernel."""
+
+    # the transposed filter is the adjoint of the 'same' zero-padded convolution only
+    padding_modes = ("zeros",)
 
     def __init__(
         self,
@@ -133,34 +154,26 @@ class SOCConv2d(_SOCBase):
         kernel_size: int | tuple[int, int],
         stride: int | tuple[int, int] = 1,
         padding: str = "same",
+        dilation: int | tuple[int, int] = 1,
+        groups: int = 1,
         bias: bool = True,
         padding_mode: str = "zeros",
+        *,
         train_terms: int = TRAIN_TERMS,
         eval_terms: int = EVAL_TERMS,
         gram_iterations: int = 1,
         device=None,
         dtype=None,
     ) -> None:
-        super().__init__()
-        # the transposed filter is the adjoint of the 'same' zero-padded convolution only
-        kernel = check_conv_arguments(
-            "SOCConv2d", in_channels, out_channels, kernel_size, stride=stride, padding=padding,
-            padding_mode=padding_mode, padding_modes=("zeros",),
-        )  # fmt: skip
-        _check_terms(train_terms, eval_terms)
-        if gram_iterations < 1:
-            raise ValueError(f"gram_iterations must be >= 1, got {gram_iterations}")
-        self.in_channels = in_channels
-        self.out_channels = out_channels
-        self.kernel_size = kernel
-        self.padding_mode = padding_mode
-        self.train_terms = train_terms
-        self.eval_terms = eval_terms
-        self.gram_iterations = gram_iterations
+        super().__init__(
+            in_channels, out_channels, kernel_size, stride, padding, dilation, groups, padding_mode
+        )
+        self._set_options(train_terms, eval_terms, gram_iterations)
         self.channels = max(in_channels, out_channels)
-        factory = {"device": device, "dtype": dtype}
-        self.weight = nn.Parameter(torch.empty(self.channels, self.channels, *kernel, **factory))
-        self.bias = nn.Parameter(torch.empty(out_channels, **factory)) if bias else None
+        self.weight = nn.Parameter(
+            torch.empty(self.channels, self.channels, *self.kernel_size, device=device, dtype=dtype)
+        )
+        self.bias = self._bias(bias, out_channels, device, dtype)
         self.reset_parameters()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -169,28 +182,15 @@ class SOCConv2d(_SOCBase):
         )
 
     def multiply_adds(self, input_shape, batch_size: int) -> int:
-        """Forward multiply-adds of a training step, 1LLC Table 1 terms: ``C t1`` for the
-        series; our scaling is the Gram-kernel bound, ``c^3 k^2 (2k-1)^2`` (Table 1 counts
-        SOC's Fantastic-Four power iteration, ``c^2 k^2 t2``, instead)."""
-        height, width = input_shape[-2:]
-        k1, k2 = self.kernel_size
-        conv = batch_size * height * width * self.channels**2 * k1 * k2
-        gram = 0
-        for _ in range(self.gram_iterations):  # each squaring: a full self-correlation
-            gram += self.channels**3 * k1 * k2 * (2 * k1 - 1) * (2 * k2 - 1)
-            k1, k2 = 2 * k1 - 1, 2 * k2 - 1
-        return conv * self.train_terms + gram
+        """Table 1 of 1LLC: ``C t1`` for the series; our scaling is the Gram-kernel bound,
+        ``c^3 k^2 (2k-1)^2`` per squaring (Table 1 counts SOC's Fantastic-Four power
+        iteration, ``c^2 k^2 t2``, instead)."""
+        conv = self.convolution_multiply_adds(input_shape, batch_size, channels=self.channels)
+        return conv * self.train_terms + self._gram_multiply_adds(self.kernel_size)
 
     def export(self) -> SOCConv2dInference:
         return SOCConv2dInference(
             self.scaled_filter(), self.bias, self.eval_terms, self.in_channels, self.out_channels
-        )
-
-    def extra_repr(self) -> str:
-        return (
-            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-            f"bias={self.bias is not None}, train_terms={self.train_terms}, "
-            f"eval_terms={self.eval_terms}, gram_iterations={self.gram_iterations}"
         )
 
 
@@ -223,7 +223,7 @@ class SOCConv2dInference(nn.Module):
         return series_bound(self.filter, self.terms)
 
 
-class SOCLinear(_SOCBase):
+class SOCLinear(_SOCBase, LipschitzLinear):
     """Dense SOC: ``sum_{i <= K} L~^i x / i!`` with ``L~`` a scaled skew-symmetric matrix."""
 
     def __init__(
@@ -231,26 +231,20 @@ class SOCLinear(_SOCBase):
         in_features: int,
         out_features: int,
         bias: bool = True,
+        *,
         train_terms: int = TRAIN_TERMS,
         eval_terms: int = EVAL_TERMS,
         gram_iterations: int = 1,
         device=None,
         dtype=None,
     ) -> None:
-        super().__init__()
-        check_linear_sizes("SOCLinear", in_features, out_features)
-        _check_terms(train_terms, eval_terms)
-        if gram_iterations < 1:
-            raise ValueError(f"gram_iterations must be >= 1, got {gram_iterations}")
-        self.in_features = in_features
-        self.out_features = out_features
-        self.train_terms = train_terms
-        self.eval_terms = eval_terms
-        self.gram_iterations = gram_iterations
+        super().__init__(in_features, out_features)
+        self._set_options(train_terms, eval_terms, gram_iterations)
         self.features = max(in_features, out_features)
-        factory = {"device": device, "dtype": dtype}
-        self.weight = nn.Parameter(torch.empty(self.features, self.features, **factory))
-        self.bias = nn.Parameter(torch.empty(out_features, **factory)) if bias else None
+        self.weight = nn.Parameter(
+            torch.empty(self.features, self.features, device=device, dtype=dtype)
+        )
+        self.bias = self._bias(bias, out_features, device, dtype)
         self.reset_parameters()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -262,7 +256,7 @@ class SOCLinear(_SOCBase):
         return z if self.bias is None else z + self.bias
 
     def multiply_adds(self, input_shape, batch_size: int) -> int:
-        """``b n^2 t1`` for the series plus ``n^3`` for the Gram bound (1LLC Table 1 style)."""
+        """``b n^2 t1`` for the series plus ``n^3`` per Gram squaring (1LLC Table 1 style)."""
         gram = self.gram_iterations * self.features**3
         return batch_size * self.features**2 * self.train_terms + gram
 
@@ -274,13 +268,6 @@ class SOCLinear(_SOCBase):
             series = _series(identity, lambda v: v @ matrix.T, self.eval_terms)  # rows: S e_j
             weight = series.T[: self.out_features, : self.in_features]
         return plain_linear(weight, self.bias)
-
-    def extra_repr(self) -> str:
-        return (
-            f"in_features={self.in_features}, out_features={self.out_features}, "
-            f"bias={self.bias is not None}, train_terms={self.train_terms}, "
-            f"eval_terms={self.eval_terms}, gram_iterations={self.gram_iterations}"
-        )
 
 
 SOC = LayerFamily(

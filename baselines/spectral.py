@@ -1,7 +1,7 @@
-"""``spectral``: spectral normalisation of the convolution *operator* (baselines.md §3).
+"""``spectral``: spectral normalisation of the convolution *operator*.
 
 Miyato et al.'s spectral normalisation of the reshaped kernel does not bound a
-convolution (its norm can be ~2x the reshaped norm, §3.2). Here the power
+convolution (its norm can be ~2x the reshaped norm). Here the power
 iteration runs on the convolution itself, with the layer's padding, as in
 Gouk et al. (arXiv 1804.04368) and Farnia et al. (ICLR 2019): a persistent unit
 vector ``v`` of one input's shape is updated by ``v <- A^T A v / ||A^T A v||``
@@ -18,7 +18,7 @@ computes ``conv(x, W / sigma) + b`` with ``sigma = ||A v||``, differentiable in
 * ``sigma`` approaches the norm from below, so ``W / sigma`` may have norm
   slightly above 1. ``lipschitz_bound()`` is therefore not 1 but
   ``B(W) / sigma`` with ``B`` the guaranteed bound
-  ``baselines.bounds.frequency_norm_bound`` (exact per-frequency norms on a
+  ``aol.nn.bounds.frequency_norm_bound`` (exact per-frequency norms on a
   fine grid, Sedghi et al. ICLR 2019, plus a Bernstein-inequality margin for
   the frequencies between grid points). It holds for zero and circular
   padding at every input size.
@@ -33,21 +33,20 @@ import torch.nn.functional as F
 from torch import nn
 
 from aol.families import LayerFamily
-from aol.init import initialise_kernel, initialise_matrix
-from aol.layers import (
-    check_conv_arguments,
+from aol.nn.bounds import frequency_norm_bound
+from aol.nn.contract import (
+    LipschitzConv2d,
+    LipschitzLinear,
     check_image_input,
-    check_linear_sizes,
     plain_conv2d,
     plain_linear,
     same_size_conv2d,
 )
-from aol.modules import MaxMin
-from baselines.bounds import frequency_norm_bound
+from aol.nn.init import initialise_kernel, initialise_matrix
+from aol.nn.modules import MaxMin
 
-PADDING_MODES = ("zeros", "circular")
-
-#: Iterations after a new vector is drawn (SOC's schedule uses 50 at initialisation, §1.1).
+#: Iterations after a new vector is drawn (SOC's code, singlasahil14/SOC@561c7ac, uses 50
+#: at initialisation).
 WARMUP_ITERATIONS = 100
 
 #: Size of the vector drawn at construction, before any training input is seen.
@@ -58,8 +57,10 @@ def _normalised(tensor: torch.Tensor) -> torch.Tensor:
     return tensor / tensor.norm().clamp_min(torch.finfo(tensor.dtype).tiny)
 
 
-class _PowerIterationNormalised(nn.Module):
+class _PowerIterationNormalised:
     """Persistent power iteration on ``A^T A``; subclasses define ``A`` and ``A^T``."""
+
+    options = ("power_iterations",)
 
     def _set_iterations(self, power_iterations: int, warmup_iterations: int) -> None:
         if power_iterations < 1 or warmup_iterations < 1:
@@ -141,7 +142,7 @@ class _PowerIterationNormalised(nn.Module):
             return frequency_norm_bound(weight) / sigma * rounding
 
 
-class SpectralConv2d(_PowerIterationNormalised):
+class SpectralConv2d(_PowerIterationNormalised, LipschitzConv2d):
     """``conv(x, W / sigma) + b``, ``sigma`` by power iteration on the padded convolution."""
 
     def __init__(
@@ -151,28 +152,27 @@ class SpectralConv2d(_PowerIterationNormalised):
         kernel_size: int | tuple[int, int],
         stride: int | tuple[int, int] = 1,
         padding: str = "same",
+        dilation: int | tuple[int, int] = 1,
+        groups: int = 1,
         bias: bool = True,
         padding_mode: str = "zeros",
+        *,
         power_iterations: int = 1,
         warmup_iterations: int = WARMUP_ITERATIONS,
         device=None,
         dtype=None,
     ) -> None:
-        super().__init__()
-        kernel = check_conv_arguments(
-            "SpectralConv2d", in_channels, out_channels, kernel_size, stride=stride,
-            padding=padding, padding_mode=padding_mode,
-        )  # fmt: skip
+        super().__init__(
+            in_channels, out_channels, kernel_size, stride, padding, dilation, groups, padding_mode
+        )
         self._set_iterations(power_iterations, warmup_iterations)
-        self.in_channels = in_channels
-        self.out_channels = out_channels
-        self.kernel_size = kernel
-        self.padding_mode = padding_mode
-        factory = {"device": device, "dtype": dtype}
-        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, *kernel, **factory))
-        self.bias = nn.Parameter(torch.empty(out_channels, **factory)) if bias else None
-        size = max(INITIAL_VECTOR_SIZE, *kernel)
-        self.register_buffer("right_vector", torch.empty(1, in_channels, size, size, **factory))
+        self.weight = nn.Parameter(
+            torch.empty(out_channels, in_channels, *self.kernel_size, device=device, dtype=dtype)
+        )
+        self.bias = self._bias(bias, out_channels, device, dtype)
+        size = max(INITIAL_VECTOR_SIZE, *self.kernel_size)
+        vector = torch.empty(1, in_channels, size, size, device=device, dtype=dtype)
+        self.register_buffer("right_vector", vector)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -189,9 +189,7 @@ class SpectralConv2d(_PowerIterationNormalised):
         return same_size_conv2d(v, weight, None, self.padding_mode)
 
     def _apply_operator_multiply_adds(self, input_shape) -> int:
-        height, width = input_shape[-2:]
-        k1, k2 = self.kernel_size
-        return height * width * self.in_channels * self.out_channels * k1 * k2
+        return self.convolution_multiply_adds(input_shape, 1)
 
     def _apply_adjoint(self, u, weight):
         """``A^T u``: the vector-Jacobian product of the (linear) padded convolution."""
@@ -210,15 +208,8 @@ class SpectralConv2d(_PowerIterationNormalised):
     def export(self) -> nn.Conv2d:
         return plain_conv2d(self.normalised_weight(), self.bias, self.padding_mode)
 
-    def extra_repr(self) -> str:
-        return (
-            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-            f"padding_mode={self.padding_mode!r}, bias={self.bias is not None}, "
-            f"power_iterations={self.power_iterations}"
-        )
 
-
-class SpectralLinear(_PowerIterationNormalised):
+class SpectralLinear(_PowerIterationNormalised, LipschitzLinear):
     """``y = W x / sigma + b`` with ``sigma`` by persistent power iteration (Miyato et al. 2018)."""
 
     def __init__(
@@ -226,20 +217,19 @@ class SpectralLinear(_PowerIterationNormalised):
         in_features: int,
         out_features: int,
         bias: bool = True,
+        *,
         power_iterations: int = 1,
         warmup_iterations: int = WARMUP_ITERATIONS,
         device=None,
         dtype=None,
     ) -> None:
-        super().__init__()
-        check_linear_sizes("SpectralLinear", in_features, out_features)
+        super().__init__(in_features, out_features)
         self._set_iterations(power_iterations, warmup_iterations)
-        self.in_features = in_features
-        self.out_features = out_features
-        factory = {"device": device, "dtype": dtype}
-        self.weight = nn.Parameter(torch.empty(out_features, in_features, **factory))
-        self.bias = nn.Parameter(torch.empty(out_features, **factory)) if bias else None
-        self.register_buffer("right_vector", torch.empty(in_features, **factory))
+        self.weight = nn.Parameter(
+            torch.empty(out_features, in_features, device=device, dtype=dtype)
+        )
+        self.bias = self._bias(bias, out_features, device, dtype)
+        self.register_buffer("right_vector", torch.empty(in_features, device=device, dtype=dtype))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -266,19 +256,13 @@ class SpectralLinear(_PowerIterationNormalised):
     def export(self) -> nn.Linear:
         return plain_linear(self.normalised_weight(), self.bias)
 
-    def extra_repr(self) -> str:
-        return (
-            f"in_features={self.in_features}, out_features={self.out_features}, "
-            f"bias={self.bias is not None}, power_iterations={self.power_iterations}"
-        )
-
 
 SPECTRAL = LayerFamily(
     name="spectral",
     conv_factory=SpectralConv2d,
     linear_factory=SpectralLinear,
     activation=MaxMin,
-    padding_modes=PADDING_MODES,
+    padding_modes=SpectralConv2d.padding_modes,
     lipschitz=True,
     description=(
         "spectral normalisation of the convolution operator by persistent power iteration "

@@ -10,7 +10,7 @@ from __future__ import annotations
 from torch import nn
 
 from aol.families import LayerFamily
-from aol.modules import MaxMin
+from aol.nn.modules import MaxMin
 
 
 def standard_conv(

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 import aol
 from aol import AOLConv2d, AOLLinear, ConcatenationPooling, FirstChannels, MaxMin
-from aol.rescaling import (
+from aol.nn.rescaling import (
     conv_rescaling_factors,
     conv_rescaling_factors_by_self_convolution,
     linear_rescaling_factors,

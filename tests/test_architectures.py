@@ -20,7 +20,7 @@ def count_on_meta(name, family="aol", **shape):
 
 @pytest.mark.parametrize(
     "name, expected",
-    # aol.md §2.1: 4,030,080 conv parameters + 14 ((64 w)^2 + 64 w) dense parameters
+    # paper Sec. 5: 4,030,080 conv parameters + 14 ((64 w)^2 + 64 w) dense parameters
     [("aol-small", 18_724_480), ("aol-medium", 62_779_008), ("aol-large", 136_193_664)],
 )
 def test_aol_paper_parameter_counts(name, expected):
@@ -36,7 +36,7 @@ def test_aol_digits_parameter_count():
 
 
 def convnet_count(width):
-    """1LLC ConvNet parameters counted by hand from lipschitz_compared.md §2 (with biases)."""
+    """1LLC ConvNet parameters counted by hand (Prach et al., CVPR 2024, Sec. 4; biases)."""
     total = width * width + width  # 1x1 stem
     channels = width
     for kernel in (3, 3, 3, 3, 1):

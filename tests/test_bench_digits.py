@@ -1,14 +1,15 @@
-"""``python -m aol.bench digits``: one table row per family, taken from the runs' own files."""
+"""``python -m aol bench digits``: one table row per family, taken from the runs' own files."""
 
 import json
 
-from aol.bench.__main__ import main
+from aol.engine.cli import main
 
 
 def test_digits_bench_prints_the_runs_numbers(tmp_path, capsys):
     out = tmp_path / "bench"
-    code = main(["digits", "--out", str(out), "--families", "aol", "standard", "--threads", "1",
-                 "--train-args", "--epochs", "1", "--batch-size", "300"])  # fmt: skip
+    code = main(["bench", "digits", "--out", str(out), "--families", "aol", "standard",
+                 "--threads", "1", "--train-args", "--epochs", "1",
+                 "--batch-size", "300"])  # fmt: skip
     assert code == 0
     lines = capsys.readouterr().out.splitlines()
     header = next(line for line in lines if line.startswith("| family"))

@@ -8,7 +8,7 @@ from torch import nn
 
 import aol
 from aol import families
-from aol.bench.layers import model_multiply_adds, training_step, weight_transform
+from aol.engine.bench.layers import model_multiply_adds, training_step, weight_transform
 
 
 def small_network(family):

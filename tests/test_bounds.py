@@ -1,4 +1,4 @@
-"""The norm bounds of ``baselines.bounds`` against exact Jacobians and exact circular spectra."""
+"""The norm bounds of ``aol.nn.bounds`` against exact Jacobians and exact circular spectra."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pytest
 import torch
 
 import aol.verify
-from aol.layers import same_size_conv2d
+from aol.nn.bounds import exponential_tail, frequency_norm_bound, gram_row_sum_bound
+from aol.nn.layers import same_size_conv2d
 from aol.verify import jacobian_singular_values
-from baselines.bounds import exponential_tail, frequency_norm_bound, gram_row_sum_bound
 
 
 def exact_norm(kernel, padding_mode, size):
@@ -85,7 +85,7 @@ def test_exponential_tail_equals_exp_minus_partial_sum_when_that_is_accurate():
 @pytest.mark.parametrize("kernel_size", [1, 3])
 def test_gram_kernel_is_the_gram_matrix_of_the_convolution(kernel_size):
     """Entries of ``A^T A`` (explicit Jacobian, an interior pixel) equal the Gram kernel's."""
-    from baselines.bounds import correlation_gram_kernel
+    from aol.nn.bounds import correlation_gram_kernel
 
     kernel = torch.randn(3, 2, kernel_size, kernel_size, dtype=torch.float64)
     size = 4 * kernel_size + 1

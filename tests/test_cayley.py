@@ -8,7 +8,7 @@ import torch
 from test_family_conformance import maximise_output_norm, randomise
 
 import baselines.cayley as cayley_module
-from aol.layers import same_size_conv2d
+from aol.nn.layers import same_size_conv2d
 from aol.verify import jacobian_singular_values
 from baselines.cayley import (
     CayleyConv2d,

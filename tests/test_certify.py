@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from aol import certificate
-from aol.__main__ import main
-from aol.layers import AOLConv2d, AOLLinear
+from aol.engine.cli import main
+from aol.nn.layers import AOLConv2d, AOLLinear
 
 TRAIN = ["--dataset", "digits", "--architecture", "aol-digits", "--seed", "0", "--device", "cpu",
          "--epochs", "4", "--batch-size", "100"]  # fmt: skip
@@ -88,8 +88,8 @@ def test_standard_family_has_no_bound_but_gets_an_attack(runs, tmp_path):
 
 def test_certificate_margins_are_float64_on_exported_weights(runs, tmp_path):
     """The certified accuracy equals an independent float64 recomputation."""
-    from aol import checkpoint, data
-    from aol.train import build_model
+    from aol.engine import checkpoint, data
+    from aol.engine.train import build_model
 
     _, report = certify(runs / "aol", tmp_path / "c.json", "--attack-points", "0")
     saved = checkpoint.load(runs / "aol" / "checkpoint.pt")

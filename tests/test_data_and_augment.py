@@ -9,9 +9,9 @@ import pytest
 import torch
 from torchvision.datasets import CIFAR10, CIFAR100
 
-from aol import data
-from aol.__main__ import main
-from aol.augment import Augmentation, colour_jitter, random_affine
+from aol.engine import data
+from aol.engine.augment import Augmentation, colour_jitter, random_affine
+from aol.engine.cli import main
 
 
 def test_digits_split_is_fixed_stratified_and_in_unit_range():

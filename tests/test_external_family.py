@@ -20,7 +20,7 @@ from aol import families
 MODULE = '''
 """A throw-away family: the spectral baseline's layers under another name."""
 from aol.families import LayerFamily
-from aol.modules import MaxMin
+from aol.nn.modules import MaxMin
 from baselines.spectral import SpectralConv2d, SpectralLinear
 
 TINY = LayerFamily(

@@ -12,7 +12,10 @@ from aol.loss import OffsetCrossEntropy
 
 
 def test_loss_matches_the_released_unit_test():
-    """All logits 0, u = 1, t = 1, 10 classes: 1 + log(e^-1 + 9) (aol.md §3.1)."""
+    """All logits 0, u = 1, t = 1, 10 classes: 1 + log(e^-1 + 9)
+
+    The value of the released unit test, berndprach/AOL@562bddf ``unittests/``.
+    """
     loss = OffsetCrossEntropy(offset=1.0, temperature=1.0)(torch.zeros(1, 10), torch.tensor([3]))
     assert loss.item() == pytest.approx(1 + math.log(math.exp(-1) + 9))
 

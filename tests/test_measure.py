@@ -2,7 +2,7 @@
 
 import json
 
-from aol.__main__ import main
+from aol.engine.cli import main
 
 
 def measure(tmp_path, batch, *extra):

@@ -2,7 +2,7 @@
 
 import torch
 
-from aol.memory import CPU_METHOD, peak_training_memory
+from aol.engine.memory import CPU_METHOD, peak_training_memory
 
 
 def test_cpu_peak_memory_counts_parameters_state_saved_tensors_and_gradients():

@@ -2,7 +2,7 @@
 
 import io
 
-from aol.progress import Progress
+from aol.engine.progress import Progress
 
 ROW = {"epoch": 2, "train_loss": 0.5, "train_accuracy": 0.75, "test_accuracy": 0.7,
        "test_certified_accuracy": {"36": 0.6}, "lr": 0.01, "epoch_seconds": 1.5}  # fmt: skip

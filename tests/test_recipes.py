@@ -5,8 +5,9 @@ import math
 import pytest
 import torch
 
-from aol import architectures, recipes
-from aol.train import make_optimiser
+from aol import architectures
+from aol.engine import recipes
+from aol.engine.train import make_optimiser
 
 
 def test_paper_schedule_drops_at_900_990_999():
@@ -41,7 +42,7 @@ def test_weight_decay_only_on_weights_for_the_paper_recipe():
     decayed = {id(p) for g in optimiser.param_groups if g["weight_decay"] > 0 for p in g["params"]}
     for name, parameter in model.named_parameters():
         assert (id(parameter) in decayed) == name.endswith("weight")
-    assert optimiser.param_groups[0]["weight_decay"] == 1e-3  # Keras l2(5e-4), aol.md §3.2
+    assert optimiser.param_groups[0]["weight_decay"] == 1e-3  # Keras l2(5e-4)
 
 
 def test_invalid_knobs_are_rejected():

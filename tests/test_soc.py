@@ -8,8 +8,8 @@ import torch
 from test_family_conformance import assert_bound_holds, maximise_output_norm, randomise
 
 import aol
+from aol.nn.bounds import exponential_tail
 from aol.verify import jacobian_singular_values
-from baselines.bounds import exponential_tail
 from baselines.soc import SOCConv2d, SOCConv2dInference, SOCLinear, skew_filter
 
 SIZE = 6
@@ -153,7 +153,7 @@ def test_suite_catches_the_reference_scaling(kernel_size):
     while the sound scaling passes the same check.
 
     With 12 terms the truncated series is orthogonal to ~1e-15 even for ||L~|| ~ 2, so no
-    measurement can tell the two apart there (baselines.md §1.1 item 5's table)."""
+    measurement can tell the two apart there ."""
     weak = ReferenceScaledSOC(4, 4, kernel_size, eval_terms=5).double()
     randomise(weak, seed=2)
     with pytest.raises(AssertionError, match="exceeds stated bound"):

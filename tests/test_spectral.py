@@ -32,7 +32,7 @@ def test_bound_is_above_and_within_ten_percent_of_the_exact_norm(
 
 
 def test_power_iteration_normalises_the_operator_at_the_training_size():
-    """Zero-padded 3x3 kernels: the reshaped-kernel norm would not normalise (§3.2)."""
+    """Zero-padded 3x3 kernels: the reshaped-kernel norm would not normalise ."""
     layer = SpectralConv2d(4, 4, 3).double()
     randomise(layer)
     x = torch.randn(2, 4, 9, 9, dtype=torch.float64)

@@ -10,7 +10,7 @@ import time
 import pytest
 import torch
 
-from aol.__main__ import main
+from aol.engine.cli import main
 
 ARGS = ["--dataset", "digits", "--architecture", "aol-digits", "--family", "aol", "--seed", "3",
         "--device", "cpu", "--threads", "1"]  # fmt: skip
@@ -93,7 +93,7 @@ def test_eval_every_skips_test_metrics_between_evaluations_without_changing_trai
 
 def test_monitoring_bound_is_the_eval_mode_bound_of_the_exported_model():
     from aol import architectures, network_lipschitz_bound
-    from aol.train import eval_mode_lipschitz_bound
+    from aol.engine.train import eval_mode_lipschitz_bound
 
     # SOC sums 5 terms in training and 12 in eval/export: the eval-mode bound is the
     # one that belongs to the exported model, and it is the tighter one
@@ -150,7 +150,7 @@ def test_negative_epochs_are_an_argument_error(tmp_path):
 
 
 def test_compile_defaults_to_cuda_only():
-    from aol.commands.train import resolve_compile
+    from aol.engine.commands.train import resolve_compile
 
     assert resolve_compile("auto", torch.device("cuda")) is True
     assert resolve_compile("auto", torch.device("cpu")) is False

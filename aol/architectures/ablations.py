@@ -1,9 +1,9 @@
 """The AOL paper's ablation architectures AOL-FC, AOL-STD and AOL-ALT (paper appendix
-Tables 7-9, Table 6 results; aol.md §2.3).
+Tables 7-9, Table 6 results; berndprach/AOL@562bddf ``models/``).
 
 Every "2x2 stride-2 convolution" of the paper is built as the released code
 builds it: ConcatenationPooling(2) followed by a 1x1 convolution (AOL convolutions
-have stride 1; aol.md §1.4).
+have stride 1).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from aol.architectures.common import (
     require,
 )
 from aol.families import LayerFamily
-from aol.modules import ConcatenationPooling, FirstChannels
+from aol.nn.modules import ConcatenationPooling, FirstChannels
 
 FC_WIDTH = 4096
 FC_HIDDEN_LAYERS = 8
@@ -28,7 +28,7 @@ def aol_fc(family: LayerFamily, num_classes, in_channels, image_size):
 
     Follows the **paper**: [dense 4096, activation] x 8, then dense 4096 without
     activation, FirstChannels(num_classes) -- 9 dense layers. The released code
-    (``nrof_layers=8``) has one fewer (aol.md §2.3).
+    (``nrof_layers=8``) has one fewer (berndprach/AOL@562bddf ``models/``).
     """
     require(num_classes <= FC_WIDTH, f"aol-fc has {FC_WIDTH} outputs, < {num_classes} classes")
     layers: list[nn.Module] = [nn.Flatten()]

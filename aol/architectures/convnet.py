@@ -1,5 +1,6 @@
 """The common comparison network of "1-Lipschitz Layers Compared" (1LLC), ConvNet XS/S/M/L
-(lipschitz_compared.md §2; code ``models/simplified_conv_net.py``).
+(Prach et al., CVPR 2024, Sec. 4; code:
+berndprach/1LipschitzLayersCompared@01e3f2a ``models/simplified_conv_net.py``).
 
     ZeroChannelConcatenation(w)                 pad the input channels with zeros to w
     conv 1x1 w -> w, activation
@@ -21,7 +22,7 @@ from torch import nn
 
 from aol.architectures.common import conv_block, power_of_two_exponent, require
 from aol.families import LayerFamily
-from aol.modules import ConcatenationPooling, FirstChannels
+from aol.nn.modules import ConcatenationPooling, FirstChannels
 
 CONVS_PER_BLOCK = 5  # 1LLC nrof_layers_per_block
 

@@ -1,4 +1,4 @@
-"""``aol-digits``: the patchwise AOL architecture (aol.md §2.1) scaled down for 1x8x8 digits.
+"""``aol-digits``: the patchwise AOL architecture (paper Sec. 5) scaled down for 1x8x8 digits.
 
     ConcatenationPooling(2)                  -> 4x4x4 on digits
     conv 1x1 -> 64, activation

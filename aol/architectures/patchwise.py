@@ -1,5 +1,5 @@
 """The AOL paper's main "patchwise" model, AOL-Small / -Medium / -Large (paper Table 2;
-aol.md §2.1, released code ``models/patchwise.py``).
+berndprach/AOL@562bddf, ``models/patchwise.py``).
 
     ConcatenationPooling(4)                       -> 8x8x48 on CIFAR
     conv 1x1 -> 192, activation
@@ -9,7 +9,7 @@ aol.md §2.1, released code ``models/patchwise.py``).
     13 x [dense 64w -> 64w, activation]
     dense 64w -> 64w, FirstChannels(num_classes)
 
-w = 16 / 32 / 48. Initialisation (aol.md §2.2) is the family's default: AOL's
+w = 16 / 32 / 48. Initialisation (paper Sec. 5) is the family's default: AOL's
 ``init="paper"`` gives Dirac kernels / identity matrices to width-keeping layers
 and orthonormal columns to the first 1x1 conv, so the bound is tight at the start.
 For other input sizes the patch size stays 4 and the dense width is the flattened
@@ -22,9 +22,9 @@ from torch import nn
 
 from aol.architectures.common import conv_block, linear_block, require
 from aol.families import LayerFamily
-from aol.modules import ConcatenationPooling, FirstChannels
+from aol.nn.modules import ConcatenationPooling, FirstChannels
 
-PATCH_SIZE = 4  # aol.md §2.1, code patch_size=(4, 4)
+PATCH_SIZE = 4  # berndprach/AOL@562bddf models/patchwise.py, patch_size=(4, 4)
 ENCODING_CHANNELS = 192  # 4 * 4 * 12
 ENCODING_LAYERS = 12
 DENSE_LAYERS = 14

@@ -11,7 +11,7 @@ from snakemake_interface_executor_plugins.settings import DeploymentMethod
 
 import aol.architectures
 import aol.families
-import aol.recipes
+import aol.engine.recipes
 
 
 class ConfigError(ValueError):
@@ -68,7 +68,7 @@ REGISTERED_ARCHITECTURES = list(aol.architectures.names())
 for _name, _variant in VARIANTS.items():
     if _variant["recipe"] is not None:
         _check_names(
-            f"variants[name={_name}].recipe", [_variant["recipe"]], aol.recipes.RECIPES, "recipe"
+            f"variants[name={_name}].recipe", [_variant["recipe"]], aol.engine.recipes.RECIPES, "recipe"
         )
 
 for _name, _experiment in EXPERIMENTS.items():

@@ -19,7 +19,6 @@ import sys
 import torch
 
 from aol import families
-from aol.__main__ import main as aol_main
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,6 +37,8 @@ def _cell(value) -> str:
 
 def run(arguments: argparse.Namespace) -> int:
     import json
+
+    from aol.engine.cli import main as aol_main  # the CLI imports this module
 
     names = arguments.families or families.names()
     for name in names:
@@ -59,7 +60,7 @@ def run(arguments: argparse.Namespace) -> int:
         with open(report_path) as stream:
             report = json.load(stream)
         rows.append((name, result, report, certify_code))
-    print(f"# aol.bench digits: aol-digits, seed {arguments.seed}, torch {torch.__version__}")
+    print(f"# aol bench digits: aol-digits, seed {arguments.seed}, torch {torch.__version__}")
     print("| family | status | train s | steps s | clean % | cert 36 % | cert 72 % | cert 108 % | "
           "cert 255 % | PGD 36 % | broken | audits |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")

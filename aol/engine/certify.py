@@ -1,4 +1,7 @@
-"""Certification of a finished training run, with its two audits (aol.md §4).
+"""Certification of a finished training run, with its two audits.
+
+A point is certified at radius eps when its margin exceeds sqrt(2) L eps (AOL paper
+Sec. 6; Tsuzuku et al., NeurIPS 2018).
 
 1. Load ``checkpoint.pt`` with ``weights_only=True``, rebuild the architecture from the
    run's identity, load the weights, and convert the model to float64 (the raw
@@ -9,8 +12,8 @@
    transformed weights instead would carry float32 rounding, up to ~1e-4 relative
    for wide layers, into the bound); compute every test score with it, then clean
    accuracy and certified robust accuracy (margin > sqrt(2) L eps) in float64.
-3. Lipschitz audit (``aol.audit``) on the first ``audit_points`` test points.
-4. Attack audit (``aol.attack.pgd_l2``) at each eps on the first ``attack_points``
+3. Lipschitz audit (``aol.engine.audit``) on the first ``audit_points`` test points.
+4. Attack audit (``aol.engine.attack.pgd_l2``) at each eps on the first ``attack_points``
    test points: no certified point may be broken. The search runs on the float32
    export (fast); every break it claims is confirmed on the float64 export.
 """
@@ -24,12 +27,12 @@ from dataclasses import dataclass
 import torch
 
 import aol
-from aol import checkpoint, data
-from aol.attack import STEP_SIZE_FACTOR, pgd_l2
-from aol.audit import lipschitz_audit
 from aol.certificate import PAPER_EPSILONS, certified_mask
-from aol.epsilons import epsilon_key
-from aol.train import RESULT_FILE, build_model
+from aol.engine import checkpoint, data
+from aol.engine.attack import STEP_SIZE_FACTOR, pgd_l2
+from aol.engine.audit import lipschitz_audit
+from aol.engine.train import RESULT_FILE, build_model
+from aol.radius import epsilon_key
 
 SCORE_BATCH = 500
 

@@ -1,4 +1,7 @@
-"""Parameter-free 1-Lipschitz building blocks used by the AOL architectures (aol.md §1.5)."""
+"""Parameter-free 1-Lipschitz building blocks used by the AOL architectures (paper Sec. 5).
+
+As in berndprach/AOL@562bddf ``layers/basic/``.
+"""
 
 from __future__ import annotations
 

@@ -7,9 +7,9 @@ import json
 
 import torch
 
-from aol.commands import UsageError, common
-from aol.measure import MeasureConfig, measure
-from aol.runtime import write_json_atomically
+from aol.engine.commands import UsageError, common
+from aol.engine.measure import MeasureConfig, measure
+from aol.engine.runtime import write_json_atomically
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

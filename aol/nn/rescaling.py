@@ -16,7 +16,8 @@ for offsets ``p in [-(k1-1), k1-1]``, ``q in [-(k2-1), k2-1]``, and the factors 
 
     d_a = (sum_{b, p, q} |V[a, b, p, q]| + eps)^(-1/2).
 
-``eps = 1e-6`` sits inside the power, as in the released code (aol.md §1.1/§1.2).
+``eps = 1e-6`` sits inside the power, as in the released code
+(berndprach/AOL@562bddf ``layers/aol/aol_rescale.py``).
 
 Computing ``V`` with ``conv2d(P^T, P^T, padding=k-1)`` costs ``c^3 k^2 (2k-1)^2``
 multiply-adds, most of them on zero padding. Here the Gram matrix of all kernel
@@ -32,7 +33,8 @@ import functools
 
 import torch
 
-#: Added to the row sums before the inverse square root (released AOL code, aol.md §1.1).
+#: Added to the row sums before the inverse square root
+#: (berndprach/AOL@562bddf ``layers/aol/aol_rescale.py``).
 AOL_EPSILON = 1e-6
 
 

@@ -6,9 +6,10 @@ import argparse
 
 import torch
 
-from aol import architectures, data, families
-from aol.commands import UsageError
-from aol.runtime import resolve_device
+from aol import architectures, families
+from aol.engine import data
+from aol.engine.commands import UsageError
+from aol.engine.runtime import resolve_device
 
 
 def _integer_at_least(text: str, minimum: int) -> int:

@@ -1,9 +1,9 @@
-"""The AOL paper's training augmentation as batched tensor ops (aol.md §3.4; paper A.5).
+"""The AOL paper's training augmentation as batched tensor ops (paper appendix A.5).
 
 Order as in the released code: colour (hue, saturation, brightness, contrast),
 clip to [0, 1], then spatial (rotation +-5 deg, translation +-10 %, horizontal
 flip p = 0.5) with one ``affine_grid`` / ``grid_sample`` call (bilinear,
-reflecting borders: the Keras defaults, aol.md §3.4). All random numbers come
+reflecting borders: the Keras defaults of berndprach/AOL@562bddf). All random numbers come
 from one ``torch.Generator`` on the data's device, so a run is reproducible and
 resumable. No per-image Python work.
 
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-# aol.md §3.4 (paper appendix A.5, code data/preprocessing_functions/)
+# paper appendix A.5; berndprach/AOL@562bddf data/preprocessing_functions/
 HUE_DELTA = 0.02
 SATURATION_RANGE = (0.3, 2.0)
 BRIGHTNESS_DELTA = 0.1

@@ -3,7 +3,7 @@ SGD with a per-epoch schedule, per-epoch test metrics, atomic checkpoints, resum
 
 ``train(config)`` writes into ``config.out``:
 
-* ``checkpoint.pt`` every ``checkpoint_every`` epochs and at the end (``aol.checkpoint``);
+* ``checkpoint.pt`` every ``checkpoint_every`` epochs and at the end (``aol.engine.checkpoint``);
 * ``metrics.jsonl``: one JSON object per finished epoch (test metrics every
   ``eval_every`` epochs and at the last one, null in between);
 * ``result.json`` last (status ``completed`` or ``diverged``).
@@ -26,13 +26,14 @@ import torch
 from torch import nn
 
 import aol
-from aol import architectures, checkpoint, data, families, recipes
-from aol.augment import Augmentation
+from aol import architectures, families
 from aol.certificate import PAPER_EPSILONS, certified_robust_accuracy
-from aol.epsilons import epsilon_key
+from aol.engine import checkpoint, data, recipes
+from aol.engine.augment import Augmentation
+from aol.engine.progress import Progress
+from aol.engine.runtime import environment, synchronise, write_atomically, write_json_atomically
 from aol.loss import OffsetCrossEntropy
-from aol.progress import Progress
-from aol.runtime import environment, synchronise, write_atomically, write_json_atomically
+from aol.radius import epsilon_key
 
 METRICS_FILE = "metrics.jsonl"
 RESULT_FILE = "result.json"

@@ -1,13 +1,13 @@
 """Cost of one architecture x family: training step, exported inference, weight transform,
-peak training memory (lipschitz_compared.md §3, done with warm-up, repeats, median/IQR and
+peak training memory (Prach et al., CVPR 2024, Sec. 4.1, done with warm-up, repeats, median/IQR and
 CUDA-synchronised timing, which 1LLC lacked).
 
 * training step: forward, offset cross-entropy, backward, SGD (Nesterov) step on a batch
   of random [0, 1] inputs of the dataset's shape;
 * inference: ``aol.export(model)`` in eval mode under ``torch.no_grad``;
-* weight transform: ``export()`` of every constrained layer (computing the weights the
-  inference model uses), under ``torch.no_grad``;
-* peak memory: ``aol.memory.peak_training_memory`` over 3 steps of a fresh optimiser,
+* weight transform: ``weight_transform()`` of every constrained layer (what a training
+  step computes from the parameters; ``aol.engine.cost``), under ``torch.no_grad``;
+* peak memory: ``aol.engine.memory.peak_training_memory`` over 3 steps of a fresh optimiser,
   so momentum buffers are counted.
 """
 
@@ -18,12 +18,13 @@ from dataclasses import dataclass
 import torch
 
 import aol
-from aol import architectures, data, families
-from aol.audit import constrained_layers
+from aol import architectures, families
+from aol.engine import data
+from aol.engine.cost import weight_transform
+from aol.engine.memory import peak_training_memory
+from aol.engine.runtime import environment
+from aol.engine.timing import interleaved_timings
 from aol.loss import OffsetCrossEntropy
-from aol.memory import peak_training_memory
-from aol.runtime import environment
-from aol.timing import interleaved_timings
 
 MEMORY_STEPS = 3
 
@@ -67,16 +68,12 @@ def measure(config: MeasureConfig) -> dict:
         with torch.no_grad():
             exported(images)
 
-    layers = [layer for _, layer in constrained_layers(model)]
-
-    def weight_transform() -> None:
-        with torch.no_grad():
-            for layer in layers:
-                if hasattr(layer, "export"):
-                    layer.export()
-
+    candidates = {"train": training_step, "inference": inference}
+    transform = weight_transform(model)
+    if transform is not None:
+        candidates["transform"] = transform
     timings = interleaved_timings(
-        {"train": training_step, "inference": inference, "transform": weight_transform},
+        candidates,
         config.device,
         repeats=config.repeats,
         warmup=config.warmup,
@@ -102,7 +99,9 @@ def measure(config: MeasureConfig) -> dict:
         **environment(config.device),
         "train_step_seconds": as_dict(timings["train"]),
         "inference_seconds": as_dict(timings["inference"]),
-        "weight_transform_seconds": as_dict(timings["transform"]),
+        "weight_transform_seconds": (
+            as_dict(timings["transform"]) if "transform" in timings else None
+        ),
         "warmup": config.warmup,
         "peak_train_memory_bytes": memory.bytes,
         "memory_method": memory.method,

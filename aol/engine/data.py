@@ -1,4 +1,6 @@
-"""Datasets as whole tensors in [0, 1] pixel space (aol.md §3.3: x / 255, no normalisation).
+"""Datasets as whole tensors in [0, 1] pixel space (x / 255, no normalisation).
+
+As the released AOL code (berndprach/AOL@562bddf ``data/``).
 
 Inputs are never normalised, so a certificate's radius eps means what the papers
 mean (an l2 distance in [0, 1] pixel space). Each split is one tensor that can

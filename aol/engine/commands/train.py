@@ -7,9 +7,9 @@ import json
 
 import torch
 
-from aol import recipes
-from aol.commands import UsageError, common
-from aol.train import RunMismatchError, TrainConfig, train
+from aol.engine import recipes
+from aol.engine.commands import UsageError, common
+from aol.engine.train import RunMismatchError, TrainConfig, train
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,4 +1,6 @@
-"""Initialisations of the AOL paper (§2.2 of aol.md; paper Sec. 5 "Initialisation").
+"""Initialisations of the AOL paper (paper Sec. 5 "Initialisation").
+
+As in berndprach/AOL@562bddf ``layers/initializers/``.
 
 The paper initialises every layer so that the AOL bound is tight at the start:
 layers that keep their width get an identity Jacobian (Dirac kernel / identity

@@ -2,7 +2,7 @@
 
 CUDA: ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats``,
 over several steps so that optimiser state exists, minus what was allocated
-before (the method of lipschitz_compared.md §3, which we keep).
+before (the method of Prach et al., CVPR 2024, Sec. 4.1, which we keep).
 
 CPU: PyTorch has no allocator statistics for CPU tensors, so we count the
 memory a training step must hold at its peak (the start of the backward pass):

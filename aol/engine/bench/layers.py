@@ -12,16 +12,16 @@ For each case and family: a training step (forward, ``out.square().mean()``,
 backward, SGD step), inference of the model as trained (eval mode: weight
 transform recomputed, or cached where the family caches), inference of
 ``aol.export(model)``, and the training-time weight transform alone (every
-module's ``weight_transform()``; AOL's ``rescaled_weight()``), shown as a share
+constrained layer's ``weight_transform()``, ``aol.engine.cost``), shown as a share
 of ``standard``'s training step. All candidates of one case are timed
 interleaved, round by round, so that the ratios compare like with like on a
 noisy machine. Then the peak memory of 3 training steps
-(``aol.memory.peak_training_memory``), as a ratio to ``standard``.
+(``aol.engine.memory.peak_training_memory``), as a ratio to ``standard``.
 
 Next to the measured training ratio: the ratio predicted by counting
-multiply-adds as 1LLC Table 1 does (lipschitz_compared.md §1.1): every module's
-``multiply_adds(input_shape, batch_size)`` (plain and AOL layers are counted
-here), summed over the model, divided by ``standard``'s count.
+multiply-adds as 1LLC Table 1 does (Prach et al., CVPR 2024): every module's
+``multiply_adds(input_shape, batch_size)`` (plain layers are counted in
+``aol.engine.cost``), summed over the model, divided by ``standard``'s count.
 """
 
 from __future__ import annotations
@@ -37,9 +37,9 @@ from torch import nn
 
 import aol
 from aol import families
-from aol.layers import AOLConv2d, AOLLinear
-from aol.memory import peak_training_memory
-from aol.timing import Timing, interleaved_timings
+from aol.engine.cost import model_multiply_adds, weight_transform
+from aol.engine.memory import peak_training_memory
+from aol.engine.timing import Timing, interleaved_timings
 
 REFERENCE_FAMILY = "standard"
 CASES = ("conv", "dense", "stack")
@@ -87,80 +87,6 @@ def inference(model: nn.Module, x: torch.Tensor) -> Callable[[], None]:
             model(x)
 
     return forward
-
-
-def module_multiply_adds(module: nn.Module, input_shape, batch_size: int) -> int | None:
-    """Forward multiply-adds of one training step of ``module`` (1LLC Table 1 terms).
-
-    A layer states its own count with ``multiply_adds``; plain and AOL layers are
-    counted here (``C = b s^2 c_in c_out k^2``; AOL adds its Gram matrix,
-    ``c_out c_in^2 k^4``, aol/rescaling.py). ``None``: a module with parameters
-    and no known count; parameter-free modules count 0.
-    """
-    if hasattr(module, "multiply_adds"):
-        return int(module.multiply_adds(input_shape, batch_size))
-    if isinstance(module, (nn.Conv2d, AOLConv2d)):
-        weight = module.weight
-        c_out, c_in, k1, k2 = weight.shape
-        count = batch_size * input_shape[-2] * input_shape[-1] * c_out * c_in * k1 * k2
-        if isinstance(module, AOLConv2d):
-            count += c_out * c_in**2 * (k1 * k2) ** 2
-        return count
-    if isinstance(module, (nn.Linear, AOLLinear)):
-        n_out, n_in = module.weight.shape
-        count = batch_size * n_in * n_out
-        return count + (n_out * n_in**2 if isinstance(module, AOLLinear) else 0)
-    if next(module.parameters(recurse=False), None) is None:
-        return 0
-    return None
-
-
-def model_multiply_adds(model: nn.Module, x: torch.Tensor) -> int | None:
-    """Sum of ``module_multiply_adds`` over the leaves, with input shapes seen in one forward."""
-    shapes: dict[nn.Module, tuple[int, ...]] = {}
-
-    def record(module: nn.Module, inputs: tuple) -> None:
-        shapes.setdefault(module, tuple(inputs[0].shape[1:]))
-
-    hooks = [
-        module.register_forward_pre_hook(record)
-        for module in model.modules()
-        if module is not model
-    ]
-    try:
-        with torch.no_grad():
-            model(x[:1])
-    finally:
-        for hook in hooks:
-            hook.remove()
-    total = 0
-    for module, shape in shapes.items():
-        if next(module.children(), None) is not None and not hasattr(module, "multiply_adds"):
-            continue  # a container: its leaves are counted
-        count = module_multiply_adds(module, shape, x.shape[0])
-        if count is None:
-            return None
-        total += count
-    return total
-
-
-def weight_transform(model: nn.Module) -> Callable[[], None] | None:
-    """Run every layer's training-time weight transform (no input), or None if there is none."""
-    transforms = []
-    for module in model.modules():
-        if hasattr(module, "weight_transform"):
-            transforms.append(module.weight_transform)
-        elif isinstance(module, (AOLConv2d, AOLLinear)):
-            transforms.append(module.rescaled_weight)
-    if not transforms:
-        return None
-
-    def run_all() -> None:
-        with torch.no_grad():
-            for transform in transforms:
-                transform()
-
-    return run_all
 
 
 def measure_memory(model: nn.Module, x: torch.Tensor, device: torch.device) -> int:
@@ -277,7 +203,7 @@ def run(arguments: argparse.Namespace) -> int:
     else:
         device_name = platform.processor() or platform.machine()
     print(
-        f"# aol.bench layers: batch {arguments.batch_size}, median of {arguments.repeats} "
+        f"# aol bench layers: batch {arguments.batch_size}, median of {arguments.repeats} "
         f"after 2 warm-up, device {device} ({device_name}), "
         f"torch {torch.__version__}, {torch.get_num_threads()} threads",
         flush=True,

@@ -9,10 +9,10 @@ import sys
 import torch
 
 from aol.certificate import PAPER_EPSILONS
-from aol.certify import CertifyConfig, RunNotReadyError, certify, read_run_result
-from aol.commands import UsageError, common
-from aol.epsilons import parse_epsilon
-from aol.runtime import write_json_atomically
+from aol.engine.certify import CertifyConfig, RunNotReadyError, certify, read_run_result
+from aol.engine.commands import UsageError, common
+from aol.engine.runtime import write_json_atomically
+from aol.radius import parse_epsilon
 
 
 def _epsilon(text: str) -> float:

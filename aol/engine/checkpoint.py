@@ -3,7 +3,7 @@
 A checkpoint holds the model, the optimiser, the run's configuration, the epoch,
 and every random state the rest of the run depends on (torch's global generator,
 the data-order and augmentation generators, CUDA's when used). The learning-rate
-schedule is a pure function of the epoch (``aol.recipes.epoch_settings``), so the
+schedule is a pure function of the epoch (``aol.engine.recipes.epoch_settings``), so the
 epoch is its whole state. Files are written to a temporary name, flushed and
 renamed, so a crash leaves either the old or the new checkpoint, never half of one.
 """
@@ -14,7 +14,7 @@ import os
 
 import torch
 
-from aol.runtime import write_atomically
+from aol.engine.runtime import write_atomically
 
 CHECKPOINT_FILE = "checkpoint.pt"
 

@@ -1,11 +1,13 @@
 """Training recipes: named presets of every training knob, and their learning-rate schedules.
 
-* ``paper``: the AOL paper (aol.md §3.1-3.2): offset cross-entropy u = sqrt(2),
+* ``paper``: the AOL paper (Sec. 6 and appendix; berndprach/AOL@562bddf
+  ``get_run_setting.py``): offset cross-entropy u = sqrt(2),
   t = 1/4; SGD with Nesterov momentum 0.9, lr 1e-3, batch 250, 1000 epochs, lr / 10
   at the start of epochs 900, 990 and 999; weight decay on weights only. The paper's
   Keras ``l2(5e-4)`` adds 5e-4 ||P||^2 to the loss, whose gradient 1e-3 P is PyTorch's
   ``weight_decay=1e-3``.
-* ``1llc``: "1-Lipschitz Layers Compared" (lipschitz_compared.md §2): offset
+* ``1llc``: "1-Lipschitz Layers Compared" (Prach et al., CVPR 2024, Sec. 4;
+  berndprach/1LipschitzLayersCompared@01e3f2a): offset
   2 sqrt(2) 36/255, t = 1/4; SGD momentum 0.9 (no Nesterov, as the original code),
   batch 256, OneCycle with PyTorch's defaults stepped once per epoch (so momentum
   cycles 0.95 -> 0.85 -> 0.95), weight decay on all parameters (coupled L2). Their lr
@@ -26,7 +28,11 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-PAPER_LR_DROP_FRACTIONS = (0.9, 0.99, 0.999)  # epochs 900, 990, 999 of 1000 (aol.md §3.2)
+PAPER_LR_DROP_FRACTIONS = (
+    0.9,
+    0.99,
+    0.999,
+)  # epochs 900, 990, 999 of 1000 (berndprach/AOL@562bddf ``get_run_setting.py``)
 SCHEDULES = ("step", "onecycle")
 
 
@@ -90,7 +96,7 @@ RECIPES = {
         lr=1e-3,
         momentum=0.9,
         nesterov=True,
-        weight_decay=1e-3,  # Keras l2(5e-4) on the kernels, aol.md §3.2
+        weight_decay=1e-3,  # Keras l2(5e-4) on the kernels, berndprach/AOL@562bddf
         decay_biases=False,
         offset=math.sqrt(2),
         temperature=0.25,
@@ -104,7 +110,7 @@ RECIPES = {
         nesterov=False,
         weight_decay=5e-5,  # 1LLC Table 9, AOL-S CIFAR-10
         decay_biases=True,
-        offset=2 * math.sqrt(2) * 36 / 255,  # 0.3993, lipschitz_compared.md §2
+        offset=2 * math.sqrt(2) * 36 / 255,  # 0.3993, berndprach/1LipschitzLayersCompared@01e3f2a
         temperature=0.25,
         schedule="onecycle",
     ),
@@ -135,7 +141,7 @@ def get(name: str) -> Recipe:
     return RECIPES[name]
 
 
-# OneCycleLR defaults of PyTorch (what 1LLC used, lipschitz_compared.md §2)
+# OneCycleLR defaults of PyTorch (what 1LLC used, berndprach/1LipschitzLayersCompared@01e3f2a)
 ONECYCLE_PCT_START = 0.3
 ONECYCLE_DIV_FACTOR = 25.0
 ONECYCLE_FINAL_DIV_FACTOR = 1e4

@@ -2,7 +2,7 @@
 
 On CUDA every measurement is bracketed by CUDA events and synchronised, so the
 time is the device's, not the launch queue's (1LLC never synchronised:
-lipschitz_compared.md §3).
+Prach et al., CVPR 2024, Sec. 4.1).
 """
 
 from __future__ import annotations

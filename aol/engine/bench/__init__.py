@@ -1,0 +1,1 @@
+"""Benchmarks (``python -m aol bench --help``): ratios measured side by side in one run."""

@@ -1,0 +1,265 @@
+"""The contract every constrained layer of every family implements, and its shared parts.
+
+A constrained layer (AOL, SOC, Cayley, spectral normalisation, ...) is an ``nn.Module``
+with four methods besides ``forward``:
+
+* ``lipschitz_bound()``: a *guaranteed* upper bound on its l2 Lipschitz constant at the
+  current weights, valid for every input size (a float; certification multiplies them);
+* ``weight_transform()``: what a training step computes from the parameters before it
+  can convolve (AOL's rescaling, SOC's scaled skew filter, Cayley's per-frequency
+  transform, ...); this is what ``python -m aol measure`` and ``python -m aol bench
+  layers`` time;
+* ``export()``: a module computing the same function with the transform folded in
+  (for AOL a plain ``nn.Conv2d``), used for inference and certification;
+* ``multiply_adds(input_shape, batch_size)``: forward multiply-adds of one training
+  step, in the terms of Table 1 of "1-Lipschitz Layers Compared" (Prach et al., CVPR
+  2024), so measured cost can be set beside predicted cost.
+
+``LipschitzConv2d`` and ``LipschitzLinear`` hold what all families share: torch's
+constructor order (``in_channels, out_channels, kernel_size, stride, padding,
+dilation, groups, bias, padding_mode``; family options keyword-only), one argument
+check with one wording for what a family does not support, the size attributes, the
+bias, and one ``extra_repr``. A family's layer subclasses one of them, creates its
+parameters and implements the four methods.
+
+Why not ``torch.nn.utils.parametrize``: it fits a transform that maps a weight to a
+weight of the same convolution. SOC's transform is a filter used in a truncated
+series, Cayley's depends on the input size and lives in the Fourier domain, and
+spectral normalisation carries a power-iteration state; ``export()`` covers all of
+them with one method, and AOL's export is still a one-line fold.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+#: Paddings whose bound the project proves (zero padding and circular padding).
+PADDING_MODES = ("zeros", "circular")
+
+_DOWNSAMPLE_HINT = (
+    "downsample with aol.ConcatenationPooling(factor) followed by a 1x1 convolution of the "
+    "same family, as the AOL paper does"
+)
+
+
+def pair(value) -> tuple[int, int]:
+    """``k`` or ``(k1, k2)`` as a pair of ints (kernel sizes, strides, dilations)."""
+    if isinstance(value, int):
+        return value, value
+    first, second = value
+    return int(first), int(second)
+
+
+def check_linear_sizes(layer: str, in_features: int, out_features: int) -> None:
+    """Raise ``ValueError`` unless both sizes are positive (shared by every family)."""
+    if in_features < 1 or out_features < 1:
+        raise ValueError(f"{layer} needs positive sizes, got in={in_features}, out={out_features}")
+
+
+def check_conv_arguments(
+    layer: str,
+    in_channels: int,
+    out_channels: int,
+    kernel_size: int | tuple[int, int],
+    *,
+    stride: int | tuple[int, int] = 1,
+    padding: str = "same",
+    dilation: int | tuple[int, int] = 1,
+    groups: int = 1,
+    padding_mode: str = "zeros",
+    padding_modes: tuple[str, ...] = PADDING_MODES,
+    odd_kernel: bool = True,
+) -> tuple[int, int]:
+    """Check the arguments of a stride-1, 'same'-size convolution; return the kernel pair.
+
+    Every constrained convolution of this project has this shape: its bound is for a
+    stride-1 convolution whose output keeps the input size, with a padding that does not
+    depend on the input. Each unsupported argument gets one message that says what to do
+    instead.
+    """
+    kernel = pair(kernel_size)
+    if in_channels < 1 or out_channels < 1 or min(kernel) < 1:
+        raise ValueError(
+            f"{layer} needs positive sizes, got in_channels={in_channels}, "
+            f"out_channels={out_channels}, kernel_size={kernel_size}"
+        )
+    if pair(stride) != (1, 1):
+        raise ValueError(f"{layer} supports stride 1 only (got {stride}); {_DOWNSAMPLE_HINT}")
+    if pair(dilation) != (1, 1):
+        raise ValueError(
+            f"{layer} supports dilation 1 only (got {dilation}); use a larger kernel, "
+            f"or {_DOWNSAMPLE_HINT}"
+        )
+    if groups != 1:
+        raise ValueError(
+            f"{layer} supports groups=1 only (got {groups}); use separate layers per group"
+        )
+    if padding != "same":
+        raise ValueError(
+            f"{layer} supports padding='same' only (got {padding!r}); crop the output "
+            f"afterwards (a crop is 1-Lipschitz) or {_DOWNSAMPLE_HINT}"
+        )
+    if odd_kernel and (kernel[0] % 2 == 0 or kernel[1] % 2 == 0):
+        raise ValueError(
+            f"{layer} with padding='same' needs odd kernel sizes (got {kernel_size}); "
+            f"use an odd kernel, or for a 2x2 stride-2 conv {_DOWNSAMPLE_HINT}"
+        )
+    if padding_mode not in padding_modes:
+        raise ValueError(
+            f"{layer} padding_mode must be one of {padding_modes} (got {padding_mode!r}); "
+            "its bound is proved for these paddings only"
+        )
+    return kernel
+
+
+def check_image_input(x: torch.Tensor, in_channels: int) -> None:
+    """Raise ``ValueError`` unless ``x`` is ``[batch, in_channels, height, width]``."""
+    if x.dim() != 4 or x.shape[1] != in_channels:
+        raise ValueError(
+            f"expected input [batch, {in_channels}, height, width], got {tuple(x.shape)}"
+        )
+
+
+def same_size_conv2d(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, padding_mode: str
+) -> torch.Tensor:
+    """Stride-1 convolution with odd kernel whose output has the input's spatial size."""
+    k1, k2 = weight.shape[2:]
+    if padding_mode == "zeros":
+        return F.conv2d(x, weight, bias, padding=(k1 // 2, k2 // 2))
+    padded = F.pad(x, (k2 // 2, k2 // 2, k1 // 2, k1 // 2), mode="circular")
+    return F.conv2d(padded, weight, bias)
+
+
+def plain_linear(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
+    """A plain ``nn.Linear`` holding copies of ``weight`` and ``bias`` (for ``export()``)."""
+    out_features, in_features = weight.shape
+    plain = nn.Linear(
+        in_features, out_features, bias=bias is not None, device=weight.device, dtype=weight.dtype
+    )
+    with torch.no_grad():
+        plain.weight.copy_(weight)
+        if bias is not None:
+            plain.bias.copy_(bias)
+    return plain
+
+
+def plain_conv2d(weight: torch.Tensor, bias: torch.Tensor | None, padding_mode: str) -> nn.Conv2d:
+    """A plain stride-1 'same' ``nn.Conv2d`` holding copies of ``weight`` and ``bias``."""
+    out_channels, in_channels, k1, k2 = weight.shape
+    plain = nn.Conv2d(
+        in_channels,
+        out_channels,
+        (k1, k2),
+        padding="same",
+        padding_mode=padding_mode,
+        bias=bias is not None,
+        device=weight.device,
+        dtype=weight.dtype,
+    )
+    with torch.no_grad():
+        plain.weight.copy_(weight)
+        if bias is not None:
+            plain.bias.copy_(bias)
+    return plain
+
+
+class LipschitzLayer(nn.Module):
+    """Base of every constrained layer: the four methods of the contract.
+
+    Subclasses list their family-specific constructor options in ``options``, so that
+    ``extra_repr`` shows them.
+    """
+
+    options: tuple[str, ...] = ()
+
+    def lipschitz_bound(self) -> float:
+        """A guaranteed upper bound on the l2 Lipschitz constant at the current weights."""
+        raise NotImplementedError
+
+    def weight_transform(self) -> torch.Tensor:
+        """The transform a training step computes from the parameters (the thing timed)."""
+        raise NotImplementedError
+
+    def export(self) -> nn.Module:
+        """An inference module computing the same function with the transform folded in."""
+        raise NotImplementedError
+
+    def multiply_adds(self, input_shape: tuple[int, ...], batch_size: int) -> int:
+        """Forward multiply-adds of one training step on ``batch_size`` inputs of a shape."""
+        raise NotImplementedError
+
+    def _bias(self, enabled: bool, size: int, device, dtype) -> nn.Parameter | None:
+        """The bias parameter (or None); created after the weight so parameters keep the
+        order weight, bias of ``torch.nn``."""
+        if not enabled:
+            return None
+        return nn.Parameter(torch.empty(size, device=device, dtype=dtype))
+
+    def _options_repr(self) -> str:
+        return "".join(f", {name}={getattr(self, name)!r}" for name in self.options)
+
+
+class LipschitzConv2d(LipschitzLayer):
+    """Base of the constrained convolutions: stride 1, output of the input's size.
+
+    A subclass sets ``padding_modes`` (the paddings its bound is proved for) and
+    ``odd_kernel`` (False if it handles even kernels), calls this constructor, then
+    creates its parameters.
+    """
+
+    padding_modes: tuple[str, ...] = PADDING_MODES
+    odd_kernel: bool = True
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int],
+        stride: int | tuple[int, int] = 1,
+        padding: str = "same",
+        dilation: int | tuple[int, int] = 1,
+        groups: int = 1,
+        padding_mode: str = "zeros",
+    ) -> None:
+        super().__init__()
+        self.kernel_size = check_conv_arguments(
+            type(self).__name__, in_channels, out_channels, kernel_size, stride=stride,
+            padding=padding, dilation=dilation, groups=groups, padding_mode=padding_mode,
+            padding_modes=self.padding_modes, odd_kernel=self.odd_kernel,
+        )  # fmt: skip
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.padding_mode = padding_mode
+
+    def convolution_multiply_adds(self, input_shape, batch_size: int, channels=None) -> int:
+        """``C = b h w c_in c_out k1 k2`` of Table 1 (``channels``: square ``c x c`` instead)."""
+        height, width = input_shape[-2:]
+        k1, k2 = self.kernel_size
+        c_in, c_out = (channels, channels) if channels else (self.in_channels, self.out_channels)
+        return batch_size * height * width * c_in * c_out * k1 * k2
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"padding_mode={self.padding_mode!r}, bias={self.bias is not None}"
+            + self._options_repr()
+        )
+
+
+class LipschitzLinear(LipschitzLayer):
+    """Base of the constrained dense layers (``in_features, out_features, bias``)."""
+
+    def __init__(self, in_features: int, out_features: int) -> None:
+        super().__init__()
+        check_linear_sizes(type(self).__name__, in_features, out_features)
+        self.in_features = in_features
+        self.out_features = out_features
+
+    def extra_repr(self) -> str:
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"bias={self.bias is not None}" + self._options_repr()
+        )

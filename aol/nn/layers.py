@@ -1,0 +1,133 @@
+"""AOL dense and convolutional layers (Prach & Lampert, ECCV 2022).
+
+Both layers hold an unconstrained parameter ``weight`` (the paper's ``P``) and use
+``P diag(d)`` in every forward pass, with ``d`` recomputed from ``P``
+(``aol.nn.rescaling``), so gradients flow through the rescaling. ``export()`` folds the
+rescaled weight into a plain ``torch.nn.Linear`` / ``torch.nn.Conv2d``. The bound is 1
+for every weight (Theorem 1 for dense layers, Lemma 2 for convolutions).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from aol.nn.contract import (
+    LipschitzConv2d,
+    LipschitzLinear,
+    plain_conv2d,
+    plain_linear,
+    same_size_conv2d,
+)
+from aol.nn.init import check_init_scheme, initialise_kernel, initialise_matrix
+from aol.nn.rescaling import conv_rescaling_factors, linear_rescaling_factors
+
+
+class AOLLinear(LipschitzLinear):
+    """Dense layer ``y = P diag(d) x + b`` with ``||P diag(d)||_2 <= 1`` (Theorem 1)."""
+
+    options = ("init",)
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        *,
+        init: str = "paper",
+        device=None,
+        dtype=None,
+    ) -> None:
+        super().__init__(in_features, out_features)
+        self.init = check_init_scheme(init)
+        self.weight = torch.nn.Parameter(
+            torch.empty(out_features, in_features, device=device, dtype=dtype)
+        )
+        self.bias = self._bias(bias, out_features, device, dtype)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        initialise_matrix(self.weight, self.init)
+        if self.bias is not None:
+            torch.nn.init.zeros_(self.bias)
+
+    def weight_transform(self) -> torch.Tensor:
+        """``P diag(d)``, ``d_i = (sum_j |P^T P|_ij)^(-1/2)`` (Theorem 1)."""
+        return self.weight * linear_rescaling_factors(self.weight)[None, :]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight_transform(), self.bias)
+
+    def lipschitz_bound(self) -> float:
+        return 1.0
+
+    def export(self) -> torch.nn.Linear:
+        return plain_linear(self.weight_transform(), self.bias)
+
+    def multiply_adds(self, input_shape, batch_size: int) -> int:
+        """``b n_in n_out`` for the product plus ``n_out n_in^2`` for ``P^T P``."""
+        return batch_size * self.in_features * self.out_features + (
+            self.out_features * self.in_features**2
+        )
+
+
+class AOLConv2d(LipschitzConv2d):
+    """Convolution with per-input-channel AOL rescaling (Lemma 2); stride 1, 'same' size.
+
+    The bound holds for zero padding (the paper's proof: a maximally padded
+    convolution followed by a crop) and for circular padding (the entries of
+    ``J^T J`` are sums of the same terms, so the row sums only shrink).
+    """
+
+    options = ("init",)
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int],
+        stride: int | tuple[int, int] = 1,
+        padding: str = "same",
+        dilation: int | tuple[int, int] = 1,
+        groups: int = 1,
+        bias: bool = True,
+        padding_mode: str = "zeros",
+        *,
+        init: str = "paper",
+        device=None,
+        dtype=None,
+    ) -> None:
+        super().__init__(
+            in_channels, out_channels, kernel_size, stride, padding, dilation, groups, padding_mode
+        )
+        self.init = check_init_scheme(init)
+        self.weight = torch.nn.Parameter(
+            torch.empty(out_channels, in_channels, *self.kernel_size, device=device, dtype=dtype)
+        )
+        self.bias = self._bias(bias, out_channels, device, dtype)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        initialise_kernel(self.weight, self.init)
+        if self.bias is not None:
+            torch.nn.init.zeros_(self.bias)
+
+    def weight_transform(self) -> torch.Tensor:
+        """``P diag(d)`` with the per-input-channel factors of Lemma 2."""
+        return self.weight * conv_rescaling_factors(self.weight)[None, :, None, None]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return same_size_conv2d(x, self.weight_transform(), self.bias, self.padding_mode)
+
+    def lipschitz_bound(self) -> float:
+        return 1.0
+
+    def export(self) -> torch.nn.Conv2d:
+        return plain_conv2d(self.weight_transform(), self.bias, self.padding_mode)
+
+    def multiply_adds(self, input_shape, batch_size: int) -> int:
+        """``C`` plus the Gram matrix of all kernel taps, ``c_out c_in^2 (k1 k2)^2``
+        (``aol.nn.rescaling``)."""
+        k1, k2 = self.kernel_size
+        gram = self.out_channels * self.in_channels**2 * (k1 * k2) ** 2
+        return self.convolution_multiply_adds(input_shape, batch_size) + gram
