@@ -68,7 +68,10 @@ REGISTERED_ARCHITECTURES = list(aol.architectures.names())
 for _name, _variant in VARIANTS.items():
     if _variant["recipe"] is not None:
         _check_names(
-            f"variants[name={_name}].recipe", [_variant["recipe"]], aol.engine.recipes.RECIPES, "recipe"
+            f"variants[name={_name}].recipe",
+            [_variant["recipe"]],
+            aol.engine.recipes.RECIPES,
+            "recipe",
         )
 
 for _name, _experiment in EXPERIMENTS.items():
