@@ -159,12 +159,10 @@ def cayley_lipschitz_bound(weight: torch.Tensor, alpha: torch.Tensor) -> float:
 class _CayleyBase:
     """Initialisation, cache reset and bound shared by the conv and dense Cayley layers."""
 
-    def _create_parameters(self, weight_shape, bias: bool, device, dtype) -> None:
-        self.weight = nn.Parameter(torch.empty(*weight_shape, device=device, dtype=dtype))
+    def _add_state(self, device, dtype) -> None:
         self.alpha = nn.Parameter(torch.empty((), device=device, dtype=dtype))
-        self.bias = self._bias(bias, weight_shape[0], device, dtype)
         self._cache = _VersionedCache()
-        self.reset_parameters()
+        self.last_input_size: tuple[int, int] | None = None
 
     def reset_parameters(self) -> None:
         # reference (locuslab/orthogonal-convolutions@543b0aa, layers.py): U(+-1/sqrt(fan_in))
@@ -191,27 +189,6 @@ class CayleyConv2d(_CayleyBase, LipschitzConv2d):
     # a circular convolution: the Fourier transform diagonalises it exactly
     padding_modes = ("circular",)
     odd_kernel = False
-
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: int | tuple[int, int],
-        stride: int | tuple[int, int] = 1,
-        padding: str = "same",
-        dilation: int | tuple[int, int] = 1,
-        groups: int = 1,
-        bias: bool = True,
-        padding_mode: str = "circular",
-        *,
-        device=None,
-        dtype=None,
-    ) -> None:
-        super().__init__(
-            in_channels, out_channels, kernel_size, stride, padding, dilation, groups, padding_mode
-        )
-        self.last_input_size: tuple[int, int] | None = None
-        self._create_parameters((out_channels, in_channels, *self.kernel_size), bias, device, dtype)
 
     def frequency_weights(self, height: int, width: int) -> torch.Tensor:
         """The transformed weights for an input size; cached (no gradient) in eval mode."""
@@ -277,12 +254,6 @@ class CayleyConv2dInference(nn.Module):
 
 class CayleyLinear(_CayleyBase, LipschitzLinear):
     """Dense layer ``y = cayley(alpha W / ||W||_F) x + b`` (orthogonal columns or rows)."""
-
-    def __init__(
-        self, in_features: int, out_features: int, bias: bool = True, *, device=None, dtype=None
-    ) -> None:
-        super().__init__(in_features, out_features)
-        self._create_parameters((out_features, in_features), bias, device, dtype)
 
     def orthogonal_weight(self) -> torch.Tensor:
         if self.training:

@@ -97,7 +97,9 @@ class _SOCBase:
 
     options = ("train_terms", "eval_terms", "gram_iterations")
 
-    def _set_options(self, train_terms: int, eval_terms: int, gram_iterations: int) -> None:
+    def _set_options(
+        self, *, train_terms: int = TRAIN_TERMS, eval_terms: int = EVAL_TERMS, gram_iterations=1
+    ) -> None:
         if train_terms < 1 or eval_terms < 1:
             raise ValueError(
                 f"term counts must be >= 1, got train={train_terms}, eval={eval_terms}"
@@ -116,7 +118,7 @@ class _SOCBase:
         return series_bound(self.scaled_filter(), self._terms())
 
     def reset_parameters(self) -> None:
-        # SOC's reference code (github.com/singlasahil14/SOC, skew_ortho_conv.py):
+        # SOC's reference code (singlasahil14/SOC@561c7ac, skew_ortho_conv.py):
         # M ~ N(0, 1/max_c), bias ~ U(+-1/sqrt(c_out)); the weight is square, max(in, out) wide
         nn.init.normal_(self.weight, std=1.0 / math.sqrt(self.weight.shape[0]))
         if self.bias is not None:
@@ -142,39 +144,21 @@ class _SOCBase:
 
 
 class SOCConv2d(_SOCBase, LipschitzConv2d):
-    """Skew orthogonal convolution, stride 1, 'same' zero padding, odd kernel."""
+    """Skew orthogonal convolution, stride 1, 'same' zero padding, odd kernel.
+
+    Keyword options ``train_terms`` (5), ``eval_terms`` (12), ``gram_iterations`` (1).
+    """
 
     # the transposed filter is the adjoint of the 'same' zero-padded convolution only
     padding_modes = ("zeros",)
 
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: int | tuple[int, int],
-        stride: int | tuple[int, int] = 1,
-        padding: str = "same",
-        dilation: int | tuple[int, int] = 1,
-        groups: int = 1,
-        bias: bool = True,
-        padding_mode: str = "zeros",
-        *,
-        train_terms: int = TRAIN_TERMS,
-        eval_terms: int = EVAL_TERMS,
-        gram_iterations: int = 1,
-        device=None,
-        dtype=None,
-    ) -> None:
-        super().__init__(
-            in_channels, out_channels, kernel_size, stride, padding, dilation, groups, padding_mode
-        )
-        self._set_options(train_terms, eval_terms, gram_iterations)
-        self.channels = max(in_channels, out_channels)
-        self.weight = nn.Parameter(
-            torch.empty(self.channels, self.channels, *self.kernel_size, device=device, dtype=dtype)
-        )
-        self.bias = self._bias(bias, out_channels, device, dtype)
-        self.reset_parameters()
+    @property
+    def width(self) -> int:
+        """``max(c_in, c_out)``: the channels of the square skew filter."""
+        return max(self.in_channels, self.out_channels)
+
+    def _weight_shape(self) -> tuple[int, ...]:
+        return (self.width, self.width, *self.kernel_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return soc_conv_forward(
@@ -185,7 +169,7 @@ class SOCConv2d(_SOCBase, LipschitzConv2d):
         """Table 1 of 1LLC: ``C t1`` for the series; our scaling is the Gram-kernel bound,
         ``c^3 k^2 (2k-1)^2`` per squaring (Table 1 counts SOC's Fantastic-Four power
         iteration, ``c^2 k^2 t2``, instead)."""
-        conv = self.convolution_multiply_adds(input_shape, batch_size, channels=self.channels)
+        conv = self.convolution_multiply_adds(input_shape, batch_size, channels=self.width)
         return conv * self.train_terms + self._gram_multiply_adds(self.kernel_size)
 
     def export(self) -> SOCConv2dInference:
@@ -226,45 +210,32 @@ class SOCConv2dInference(nn.Module):
 class SOCLinear(_SOCBase, LipschitzLinear):
     """Dense SOC: ``sum_{i <= K} L~^i x / i!`` with ``L~`` a scaled skew-symmetric matrix."""
 
-    def __init__(
-        self,
-        in_features: int,
-        out_features: int,
-        bias: bool = True,
-        *,
-        train_terms: int = TRAIN_TERMS,
-        eval_terms: int = EVAL_TERMS,
-        gram_iterations: int = 1,
-        device=None,
-        dtype=None,
-    ) -> None:
-        super().__init__(in_features, out_features)
-        self._set_options(train_terms, eval_terms, gram_iterations)
-        self.features = max(in_features, out_features)
-        self.weight = nn.Parameter(
-            torch.empty(self.features, self.features, device=device, dtype=dtype)
-        )
-        self.bias = self._bias(bias, out_features, device, dtype)
-        self.reset_parameters()
+    @property
+    def width(self) -> int:
+        """``max(n_in, n_out)``: the size of the square skew matrix."""
+        return max(self.in_features, self.out_features)
+
+    def _weight_shape(self) -> tuple[int, int]:
+        return (self.width, self.width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] != self.in_features:
             raise ValueError(f"expected {self.in_features} input features, got {x.shape[-1]}")
         matrix = self.scaled_filter()
-        z = _series(_pad_channels(x, self.features), lambda v: F.linear(v, matrix), self._terms())
+        z = _series(_pad_channels(x, self.width), lambda v: F.linear(v, matrix), self._terms())
         z = z[..., : self.out_features]
         return z if self.bias is None else z + self.bias
 
     def multiply_adds(self, input_shape, batch_size: int) -> int:
         """``b n^2 t1`` for the series plus ``n^3`` per Gram squaring (1LLC Table 1 style)."""
-        gram = self.gram_iterations * self.features**3
-        return batch_size * self.features**2 * self.train_terms + gram
+        gram = self.gram_iterations * self.width**3
+        return batch_size * self.width**2 * self.train_terms + gram
 
     def export(self) -> nn.Linear:
         """The whole truncated series as one matrix (eval term count): a plain ``nn.Linear``."""
         with torch.no_grad():
             matrix = self.scaled_filter()
-            identity = torch.eye(self.features, dtype=matrix.dtype, device=matrix.device)
+            identity = torch.eye(self.width, dtype=matrix.dtype, device=matrix.device)
             series = _series(identity, lambda v: v @ matrix.T, self.eval_terms)  # rows: S e_j
             weight = series.T[: self.out_features, : self.in_features]
         return plain_linear(weight, self.bias)

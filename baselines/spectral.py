@@ -62,7 +62,9 @@ class _PowerIterationNormalised:
 
     options = ("power_iterations",)
 
-    def _set_iterations(self, power_iterations: int, warmup_iterations: int) -> None:
+    def _set_options(
+        self, *, power_iterations: int = 1, warmup_iterations: int = WARMUP_ITERATIONS
+    ) -> None:
         if power_iterations < 1 or warmup_iterations < 1:
             raise ValueError("power_iterations and warmup_iterations must be >= 1")
         self.power_iterations = power_iterations
@@ -145,35 +147,10 @@ class _PowerIterationNormalised:
 class SpectralConv2d(_PowerIterationNormalised, LipschitzConv2d):
     """``conv(x, W / sigma) + b``, ``sigma`` by power iteration on the padded convolution."""
 
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: int | tuple[int, int],
-        stride: int | tuple[int, int] = 1,
-        padding: str = "same",
-        dilation: int | tuple[int, int] = 1,
-        groups: int = 1,
-        bias: bool = True,
-        padding_mode: str = "zeros",
-        *,
-        power_iterations: int = 1,
-        warmup_iterations: int = WARMUP_ITERATIONS,
-        device=None,
-        dtype=None,
-    ) -> None:
-        super().__init__(
-            in_channels, out_channels, kernel_size, stride, padding, dilation, groups, padding_mode
-        )
-        self._set_iterations(power_iterations, warmup_iterations)
-        self.weight = nn.Parameter(
-            torch.empty(out_channels, in_channels, *self.kernel_size, device=device, dtype=dtype)
-        )
-        self.bias = self._bias(bias, out_channels, device, dtype)
+    def _add_state(self, device, dtype) -> None:
         size = max(INITIAL_VECTOR_SIZE, *self.kernel_size)
-        vector = torch.empty(1, in_channels, size, size, device=device, dtype=dtype)
+        vector = torch.empty(1, self.in_channels, size, size, device=device, dtype=dtype)
         self.register_buffer("right_vector", vector)
-        self.reset_parameters()
 
     def reset_parameters(self) -> None:
         # AOL's paper initialisation (Dirac / orthogonal centre tap): a normalised *random*
@@ -212,25 +189,9 @@ class SpectralConv2d(_PowerIterationNormalised, LipschitzConv2d):
 class SpectralLinear(_PowerIterationNormalised, LipschitzLinear):
     """``y = W x / sigma + b`` with ``sigma`` by persistent power iteration (Miyato et al. 2018)."""
 
-    def __init__(
-        self,
-        in_features: int,
-        out_features: int,
-        bias: bool = True,
-        *,
-        power_iterations: int = 1,
-        warmup_iterations: int = WARMUP_ITERATIONS,
-        device=None,
-        dtype=None,
-    ) -> None:
-        super().__init__(in_features, out_features)
-        self._set_iterations(power_iterations, warmup_iterations)
-        self.weight = nn.Parameter(
-            torch.empty(out_features, in_features, device=device, dtype=dtype)
-        )
-        self.bias = self._bias(bias, out_features, device, dtype)
-        self.register_buffer("right_vector", torch.empty(in_features, device=device, dtype=dtype))
-        self.reset_parameters()
+    def _add_state(self, device, dtype) -> None:
+        vector = torch.empty(self.in_features, device=device, dtype=dtype)
+        self.register_buffer("right_vector", vector)
 
     def reset_parameters(self) -> None:
         initialise_matrix(self.weight, "paper")  # identity / orthogonal, as for AOL

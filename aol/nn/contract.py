@@ -31,6 +31,8 @@ them with one method, and AOL's export is still a one-line fold.
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -56,62 +58,6 @@ def check_linear_sizes(layer: str, in_features: int, out_features: int) -> None:
     """Raise ``ValueError`` unless both sizes are positive (shared by every family)."""
     if in_features < 1 or out_features < 1:
         raise ValueError(f"{layer} needs positive sizes, got in={in_features}, out={out_features}")
-
-
-def check_conv_arguments(
-    layer: str,
-    in_channels: int,
-    out_channels: int,
-    kernel_size: int | tuple[int, int],
-    *,
-    stride: int | tuple[int, int] = 1,
-    padding: str = "same",
-    dilation: int | tuple[int, int] = 1,
-    groups: int = 1,
-    padding_mode: str = "zeros",
-    padding_modes: tuple[str, ...] = PADDING_MODES,
-    odd_kernel: bool = True,
-) -> tuple[int, int]:
-    """Check the arguments of a stride-1, 'same'-size convolution; return the kernel pair.
-
-    Every constrained convolution of this project has this shape: its bound is for a
-    stride-1 convolution whose output keeps the input size, with a padding that does not
-    depend on the input. Each unsupported argument gets one message that says what to do
-    instead.
-    """
-    kernel = pair(kernel_size)
-    if in_channels < 1 or out_channels < 1 or min(kernel) < 1:
-        raise ValueError(
-            f"{layer} needs positive sizes, got in_channels={in_channels}, "
-            f"out_channels={out_channels}, kernel_size={kernel_size}"
-        )
-    if pair(stride) != (1, 1):
-        raise ValueError(f"{layer} supports stride 1 only (got {stride}); {_DOWNSAMPLE_HINT}")
-    if pair(dilation) != (1, 1):
-        raise ValueError(
-            f"{layer} supports dilation 1 only (got {dilation}); use a larger kernel, "
-            f"or {_DOWNSAMPLE_HINT}"
-        )
-    if groups != 1:
-        raise ValueError(
-            f"{layer} supports groups=1 only (got {groups}); use separate layers per group"
-        )
-    if padding != "same":
-        raise ValueError(
-            f"{layer} supports padding='same' only (got {padding!r}); crop the output "
-            f"afterwards (a crop is 1-Lipschitz) or {_DOWNSAMPLE_HINT}"
-        )
-    if odd_kernel and (kernel[0] % 2 == 0 or kernel[1] % 2 == 0):
-        raise ValueError(
-            f"{layer} with padding='same' needs odd kernel sizes (got {kernel_size}); "
-            f"use an odd kernel, or for a 2x2 stride-2 conv {_DOWNSAMPLE_HINT}"
-        )
-    if padding_mode not in padding_modes:
-        raise ValueError(
-            f"{layer} padding_mode must be one of {padding_modes} (got {padding_mode!r}); "
-            "its bound is proved for these paddings only"
-        )
-    return kernel
 
 
 def check_image_input(x: torch.Tensor, in_channels: int) -> None:
@@ -167,10 +113,13 @@ def plain_conv2d(weight: torch.Tensor, bias: torch.Tensor | None, padding_mode: 
 
 
 class LipschitzLayer(nn.Module):
-    """Base of every constrained layer: the four methods of the contract.
+    """Base of every constrained layer: the four methods of the contract, and construction.
 
-    Subclasses list their family-specific constructor options in ``options``, so that
-    ``extra_repr`` shows them.
+    The constructors of ``LipschitzConv2d`` / ``LipschitzLinear`` do the shared work, then
+    call three hooks a family may override: ``_set_options(**options)`` (the family's
+    keyword-only options; list their names in ``options`` so ``extra_repr`` shows them),
+    ``_weight_shape()`` and ``_add_state(device, dtype)`` (parameters or buffers besides
+    ``weight`` and ``bias``). ``reset_parameters()`` draws the initial values.
     """
 
     options: tuple[str, ...] = ()
@@ -191,12 +140,30 @@ class LipschitzLayer(nn.Module):
         """Forward multiply-adds of one training step on ``batch_size`` inputs of a shape."""
         raise NotImplementedError
 
-    def _bias(self, enabled: bool, size: int, device, dtype) -> nn.Parameter | None:
-        """The bias parameter (or None); created after the weight so parameters keep the
-        order weight, bias of ``torch.nn``."""
-        if not enabled:
-            return None
-        return nn.Parameter(torch.empty(size, device=device, dtype=dtype))
+    def reset_parameters(self) -> None:
+        raise NotImplementedError
+
+    def _set_options(self) -> None:
+        """Check and store the family's keyword-only constructor options (none here)."""
+
+    def _add_state(self, device, dtype) -> None:
+        """Create parameters or buffers besides ``weight`` and ``bias`` (none here)."""
+
+    def _create(self, out_size: int, bias: bool, device, dtype, options: dict) -> None:
+        known = inspect.signature(self._set_options).parameters
+        unknown = sorted(set(options) - set(known))
+        if unknown:
+            raise TypeError(
+                f"{type(self).__name__} got unexpected options {unknown}; "
+                f"its options are {list(known)}"
+            )
+        self._set_options(**options)
+        self.weight = nn.Parameter(torch.empty(self._weight_shape(), device=device, dtype=dtype))
+        self._add_state(device, dtype)
+        self.bias = (
+            nn.Parameter(torch.empty(out_size, device=device, dtype=dtype)) if bias else None
+        )
+        self.reset_parameters()
 
     def _options_repr(self) -> str:
         return "".join(f", {name}={getattr(self, name)!r}" for name in self.options)
@@ -205,9 +172,11 @@ class LipschitzLayer(nn.Module):
 class LipschitzConv2d(LipschitzLayer):
     """Base of the constrained convolutions: stride 1, output of the input's size.
 
-    A subclass sets ``padding_modes`` (the paddings its bound is proved for) and
-    ``odd_kernel`` (False if it handles even kernels), calls this constructor, then
-    creates its parameters.
+    Arguments in ``torch.nn.Conv2d``'s order; ``padding`` must be 'same', ``stride``,
+    ``dilation`` and ``groups`` 1 (one ``ValueError`` wording for each, saying what to do
+    instead); ``padding_mode`` defaults to the first of the class's ``padding_modes``
+    (the paddings its bound is proved for); ``odd_kernel = False`` admits even kernels.
+    Family options are keyword-only (``**options``, see the subclass).
     """
 
     padding_modes: tuple[str, ...] = PADDING_MODES
@@ -222,17 +191,60 @@ class LipschitzConv2d(LipschitzLayer):
         padding: str = "same",
         dilation: int | tuple[int, int] = 1,
         groups: int = 1,
-        padding_mode: str = "zeros",
+        bias: bool = True,
+        padding_mode: str | None = None,
+        *,
+        device=None,
+        dtype=None,
+        **options,
     ) -> None:
         super().__init__()
-        self.kernel_size = check_conv_arguments(
-            type(self).__name__, in_channels, out_channels, kernel_size, stride=stride,
-            padding=padding, dilation=dilation, groups=groups, padding_mode=padding_mode,
-            padding_modes=self.padding_modes, odd_kernel=self.odd_kernel,
-        )  # fmt: skip
         self.in_channels = in_channels
         self.out_channels = out_channels
-        self.padding_mode = padding_mode
+        self.kernel_size = pair(kernel_size)
+        self.padding_mode = self.padding_modes[0] if padding_mode is None else padding_mode
+        self._check_arguments(kernel_size, stride, padding, dilation, groups)
+        self._create(out_channels, bias, device, dtype, options)
+
+    def _check_arguments(self, kernel_size, stride, padding, dilation, groups) -> None:
+        """Every unsupported argument gets one message that says what to do instead: the
+        bound of every constrained convolution is for a stride-1 convolution whose output
+        keeps the input size, with a padding that does not depend on the input."""
+        layer, kernel = type(self).__name__, self.kernel_size
+        if self.in_channels < 1 or self.out_channels < 1 or min(kernel) < 1:
+            raise ValueError(
+                f"{layer} needs positive sizes, got in_channels={self.in_channels}, "
+                f"out_channels={self.out_channels}, kernel_size={kernel_size}"
+            )
+        if pair(stride) != (1, 1):
+            raise ValueError(f"{layer} supports stride 1 only (got {stride}); {_DOWNSAMPLE_HINT}")
+        if pair(dilation) != (1, 1):
+            raise ValueError(
+                f"{layer} supports dilation 1 only (got {dilation}); use a larger kernel, "
+                f"or {_DOWNSAMPLE_HINT}"
+            )
+        if groups != 1:
+            raise ValueError(
+                f"{layer} supports groups=1 only (got {groups}); use separate layers per group"
+            )
+        if padding != "same":
+            raise ValueError(
+                f"{layer} supports padding='same' only (got {padding!r}); crop the output "
+                f"afterwards (a crop is 1-Lipschitz) or {_DOWNSAMPLE_HINT}"
+            )
+        if self.odd_kernel and (kernel[0] % 2 == 0 or kernel[1] % 2 == 0):
+            raise ValueError(
+                f"{layer} with padding='same' needs odd kernel sizes (got {kernel_size}); "
+                f"use an odd kernel, or for a 2x2 stride-2 conv {_DOWNSAMPLE_HINT}"
+            )
+        if self.padding_mode not in self.padding_modes:
+            raise ValueError(
+                f"{layer} padding_mode must be one of {self.padding_modes} "
+                f"(got {self.padding_mode!r}); its bound is proved for these paddings only"
+            )
+
+    def _weight_shape(self) -> tuple[int, ...]:
+        return (self.out_channels, self.in_channels, *self.kernel_size)
 
     def convolution_multiply_adds(self, input_shape, batch_size: int, channels=None) -> int:
         """``C = b h w c_in c_out k1 k2`` of Table 1 (``channels``: square ``c x c`` instead)."""
@@ -250,13 +262,21 @@ class LipschitzConv2d(LipschitzLayer):
 
 
 class LipschitzLinear(LipschitzLayer):
-    """Base of the constrained dense layers (``in_features, out_features, bias``)."""
+    """Base of the constrained dense layers: ``torch.nn.Linear``'s arguments, then the
+    family's keyword-only options."""
 
-    def __init__(self, in_features: int, out_features: int) -> None:
+    def __init__(
+        self, in_features: int, out_features: int, bias: bool = True, *, device=None, dtype=None,
+        **options,
+    ) -> None:  # fmt: skip
         super().__init__()
         check_linear_sizes(type(self).__name__, in_features, out_features)
         self.in_features = in_features
         self.out_features = out_features
+        self._create(out_features, bias, device, dtype, options)
+
+    def _weight_shape(self) -> tuple[int, ...]:
+        return (self.out_features, self.in_features)
 
     def extra_repr(self) -> str:
         return (

@@ -23,33 +23,29 @@ from aol.nn.init import check_init_scheme, initialise_kernel, initialise_matrix
 from aol.nn.rescaling import conv_rescaling_factors, linear_rescaling_factors
 
 
-class AOLLinear(LipschitzLinear):
-    """Dense layer ``y = P diag(d) x + b`` with ``||P diag(d)||_2 <= 1`` (Theorem 1)."""
+class _AOLBase:
+    """The ``init`` option (``aol.nn.init``: paper | identity | orthogonal | random)."""
 
     options = ("init",)
 
-    def __init__(
-        self,
-        in_features: int,
-        out_features: int,
-        bias: bool = True,
-        *,
-        init: str = "paper",
-        device=None,
-        dtype=None,
-    ) -> None:
-        super().__init__(in_features, out_features)
+    def _set_options(self, *, init: str = "paper") -> None:
         self.init = check_init_scheme(init)
-        self.weight = torch.nn.Parameter(
-            torch.empty(out_features, in_features, device=device, dtype=dtype)
-        )
-        self.bias = self._bias(bias, out_features, device, dtype)
-        self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        initialise_matrix(self.weight, self.init)
+        initialise = initialise_kernel if self.weight.dim() == 4 else initialise_matrix
+        initialise(self.weight, self.init)
         if self.bias is not None:
             torch.nn.init.zeros_(self.bias)
+
+    def lipschitz_bound(self) -> float:
+        return 1.0
+
+
+class AOLLinear(_AOLBase, LipschitzLinear):
+    """Dense layer ``y = P diag(d) x + b`` with ``||P diag(d)||_2 <= 1`` (Theorem 1).
+
+    Keyword option ``init`` (default ``"paper"``).
+    """
 
     def weight_transform(self) -> torch.Tensor:
         """``P diag(d)``, ``d_i = (sum_j |P^T P|_ij)^(-1/2)`` (Theorem 1)."""
@@ -57,9 +53,6 @@ class AOLLinear(LipschitzLinear):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.weight_transform(), self.bias)
-
-    def lipschitz_bound(self) -> float:
-        return 1.0
 
     def export(self) -> torch.nn.Linear:
         return plain_linear(self.weight_transform(), self.bias)
@@ -71,46 +64,14 @@ class AOLLinear(LipschitzLinear):
         )
 
 
-class AOLConv2d(LipschitzConv2d):
+class AOLConv2d(_AOLBase, LipschitzConv2d):
     """Convolution with per-input-channel AOL rescaling (Lemma 2); stride 1, 'same' size.
 
     The bound holds for zero padding (the paper's proof: a maximally padded
     convolution followed by a crop) and for circular padding (the entries of
     ``J^T J`` are sums of the same terms, so the row sums only shrink).
+    Keyword option ``init`` (default ``"paper"``).
     """
-
-    options = ("init",)
-
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: int | tuple[int, int],
-        stride: int | tuple[int, int] = 1,
-        padding: str = "same",
-        dilation: int | tuple[int, int] = 1,
-        groups: int = 1,
-        bias: bool = True,
-        padding_mode: str = "zeros",
-        *,
-        init: str = "paper",
-        device=None,
-        dtype=None,
-    ) -> None:
-        super().__init__(
-            in_channels, out_channels, kernel_size, stride, padding, dilation, groups, padding_mode
-        )
-        self.init = check_init_scheme(init)
-        self.weight = torch.nn.Parameter(
-            torch.empty(out_channels, in_channels, *self.kernel_size, device=device, dtype=dtype)
-        )
-        self.bias = self._bias(bias, out_channels, device, dtype)
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        initialise_kernel(self.weight, self.init)
-        if self.bias is not None:
-            torch.nn.init.zeros_(self.bias)
 
     def weight_transform(self) -> torch.Tensor:
         """``P diag(d)`` with the per-input-channel factors of Lemma 2."""
@@ -118,9 +79,6 @@ class AOLConv2d(LipschitzConv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return same_size_conv2d(x, self.weight_transform(), self.bias, self.padding_mode)
-
-    def lipschitz_bound(self) -> float:
-        return 1.0
 
     def export(self) -> torch.nn.Conv2d:
         return plain_conv2d(self.weight_transform(), self.bias, self.padding_mode)
