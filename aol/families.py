@@ -36,18 +36,28 @@ class LayerFamily:
     ``conv(in_channels, out_channels, kernel_size, **options)`` and
     ``linear(in_features, out_features, **options)`` build layers; ``options``
     go to the layer's constructor (``padding_mode=...``, ``bias=...``, ...).
-    When ``lipschitz`` is true every layer they build has ``lipschitz_bound()``
-    returning a guaranteed upper bound at its current weights.
-    ``padding_modes`` lists the paddings the family supports, default first.
+    When ``lipschitz`` is true (the default) every layer they build has
+    ``lipschitz_bound()`` returning a guaranteed upper bound at its current weights.
+    ``padding_modes`` lists the paddings the family supports, default first; it defaults
+    to the conv class's own ``padding_modes`` (every ``aol.LipschitzConv2d`` has them).
     """
 
     name: str
     conv_factory: Callable[..., nn.Module]
     linear_factory: Callable[..., nn.Module]
-    activation: Callable[[], nn.Module]
-    padding_modes: tuple[str, ...]
-    lipschitz: bool
     description: str = ""
+    activation: Callable[[], nn.Module] = MaxMin
+    padding_modes: tuple[str, ...] | None = None
+    lipschitz: bool = True
+
+    def __post_init__(self) -> None:
+        if self.padding_modes is None:
+            modes = getattr(self.conv_factory, "padding_modes", None)
+            if modes is None:
+                raise TypeError(
+                    f"family {self.name!r}: give padding_modes (its conv factory names none)"
+                )
+            object.__setattr__(self, "padding_modes", tuple(modes))
 
     def conv(self, in_channels: int, out_channels: int, kernel_size, **options) -> nn.Module:
         padding_mode = options.setdefault("padding_mode", self.padding_modes[0])
@@ -70,9 +80,6 @@ AOL = LayerFamily(
     name="aol",
     conv_factory=AOLConv2d,
     linear_factory=AOLLinear,
-    activation=MaxMin,
-    padding_modes=("zeros", "circular"),
-    lipschitz=True,
     description="Almost-Orthogonal Layers (Prach & Lampert, ECCV 2022): P diag(d), bound 1",
 )
 

@@ -50,7 +50,6 @@ from torch import nn
 from aol.families import LayerFamily
 from aol.nn.bounds import frequency_norm_bound
 from aol.nn.contract import LipschitzConv2d, LipschitzLinear, check_image_input, plain_linear
-from aol.nn.modules import MaxMin
 
 #: Safety constant of the rounding allowance (see the module docstring).
 ROUNDING_CONSTANT = 64.0
@@ -280,9 +279,6 @@ CAYLEY = LayerFamily(
     name="cayley",
     conv_factory=CayleyConv2d,
     linear_factory=CayleyLinear,
-    activation=MaxMin,
-    padding_modes=("circular",),
-    lipschitz=True,
     description=(
         "Cayley orthogonal convolutions in the Fourier domain (Trockman & Kolter, ICLR 2021); "
         "bound 1 + rounding allowance"

@@ -41,7 +41,6 @@ from torch import nn
 from aol.families import LayerFamily
 from aol.nn.bounds import exponential_tail, frequency_norm_bound, gram_row_sum_bound
 from aol.nn.contract import LipschitzConv2d, LipschitzLinear, check_image_input, plain_linear
-from aol.nn.modules import MaxMin
 
 #: Series degrees of the reference code (SOC HEAD; 1LLC: "5 terms in training, 12 at inference").
 TRAIN_TERMS = 5
@@ -245,9 +244,6 @@ SOC = LayerFamily(
     name="soc",
     conv_factory=SOCConv2d,
     linear_factory=SOCLinear,
-    activation=MaxMin,
-    padding_modes=("zeros",),
-    lipschitz=True,
     description=(
         "Skew Orthogonal Convolution (Singla & Feizi, ICML 2021), skew filter scaled by a "
         "guaranteed norm bound; bound 1 + truncation tail"

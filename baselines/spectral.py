@@ -43,7 +43,6 @@ from aol.nn.contract import (
     same_size_conv2d,
 )
 from aol.nn.init import initialise_kernel, initialise_matrix
-from aol.nn.modules import MaxMin
 
 #: Iterations after a new vector is drawn (SOC's code, singlasahil14/SOC@561c7ac, uses 50
 #: at initialisation).
@@ -222,9 +221,6 @@ SPECTRAL = LayerFamily(
     name="spectral",
     conv_factory=SpectralConv2d,
     linear_factory=SpectralLinear,
-    activation=MaxMin,
-    padding_modes=SpectralConv2d.padding_modes,
-    lipschitz=True,
     description=(
         "spectral normalisation of the convolution operator by persistent power iteration "
         "(Gouk et al. 2021, Miyato et al. 2018); guaranteed bound B(W)/sigma"

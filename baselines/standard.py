@@ -1,7 +1,7 @@
 """``standard``: plain unconstrained ``torch.nn`` layers, the cost reference for every timing.
 
 Not Lipschitz-constrained: its layers state no bound, so models built from it
-get no certificate. It uses the same activation as AOL (MaxMin) so that the
+get no certificate. It uses the default activation of every family, MaxMin (as AOL), so that the
 architectures, and therefore the timings, differ only in the layers.
 """
 
@@ -10,7 +10,6 @@ from __future__ import annotations
 from torch import nn
 
 from aol.families import LayerFamily
-from aol.nn.modules import MaxMin
 
 
 def standard_conv(
@@ -26,7 +25,6 @@ STANDARD = LayerFamily(
     name="standard",
     conv_factory=standard_conv,
     linear_factory=nn.Linear,
-    activation=MaxMin,
     padding_modes=("zeros", "circular"),
     lipschitz=False,
     description="unconstrained nn.Conv2d / nn.Linear (no bound; timing reference)",
