@@ -13,6 +13,7 @@ knows a family by name.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 from torch import nn
 
@@ -25,16 +26,11 @@ __all__ = ["ArchitectureShapeError", "UnknownArchitectureError", "build", "names
 Builder = Callable[..., nn.Sequential]
 
 _BUILDERS: dict[str, Builder] = {
-    "aol-small": patchwise.aol_small,
-    "aol-medium": patchwise.aol_medium,
-    "aol-large": patchwise.aol_large,
+    **{name: partial(patchwise.patchwise, width=w) for name, w in patchwise.WIDTHS.items()},
     "aol-fc": ablations.aol_fc,
     "aol-std": ablations.aol_std,
     "aol-alt": ablations.aol_alt,
-    "convnet-xs": convnet.convnet_xs,
-    "convnet-s": convnet.convnet_s,
-    "convnet-m": convnet.convnet_m,
-    "convnet-l": convnet.convnet_l,
+    **{name: partial(convnet.convnet, width=w) for name, w in convnet.WIDTHS.items()},
     "aol-digits": digits.aol_digits,
 }
 
@@ -47,11 +43,6 @@ class UnknownArchitectureError(KeyError):
 def names() -> list[str]:
     """Names of every architecture, sorted."""
     return sorted(_BUILDERS)
-
-
-def describe(name: str) -> str:
-    """The first line of the architecture's docstring."""
-    return (_builder(name).__doc__ or "").strip().splitlines()[0]
 
 
 def _builder(name: str) -> Builder:

@@ -72,21 +72,5 @@ def convnet(family: LayerFamily, num_classes, in_channels, image_size, width) ->
     return nn.Sequential(*layers)
 
 
-def convnet_xs(family, num_classes, in_channels, image_size):
-    """1LLC ConvNet-XS: width 16 (1.57M parameters on CIFAR)."""
-    return convnet(family, num_classes, in_channels, image_size, width=16)
-
-
-def convnet_s(family, num_classes, in_channels, image_size):
-    """1LLC ConvNet-S: width 32 (6.28M parameters on CIFAR)."""
-    return convnet(family, num_classes, in_channels, image_size, width=32)
-
-
-def convnet_m(family, num_classes, in_channels, image_size):
-    """1LLC ConvNet-M: width 64 (25.12M parameters on CIFAR)."""
-    return convnet(family, num_classes, in_channels, image_size, width=64)
-
-
-def convnet_l(family, num_classes, in_channels, image_size):
-    """1LLC ConvNet-L: width 128 (100.46M parameters on CIFAR)."""
-    return convnet(family, num_classes, in_channels, image_size, width=128)
+#: 1LLC's sizes: the width w of each ConvNet.
+WIDTHS = {"convnet-xs": 16, "convnet-s": 32, "convnet-m": 64, "convnet-l": 128}

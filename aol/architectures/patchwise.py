@@ -70,16 +70,5 @@ def patchwise(
     return nn.Sequential(*layers)
 
 
-def aol_small(family, num_classes, in_channels, image_size):
-    """AOL-Small: patchwise model with w = 16 (paper Table 2; 18,724,480 parameters on CIFAR)."""
-    return patchwise(family, num_classes, in_channels, image_size, width=16)
-
-
-def aol_medium(family, num_classes, in_channels, image_size):
-    """AOL-Medium: patchwise model with w = 32 (paper Table 2; 62,779,008 parameters on CIFAR)."""
-    return patchwise(family, num_classes, in_channels, image_size, width=32)
-
-
-def aol_large(family, num_classes, in_channels, image_size):
-    """AOL-Large: patchwise model with w = 48 (paper Table 2; 136,193,664 parameters on CIFAR)."""
-    return patchwise(family, num_classes, in_channels, image_size, width=48)
+#: The paper's sizes (Table 2): 18,724,480 / 62,779,008 / 136,193,664 parameters on CIFAR.
+WIDTHS = {"aol-small": 16, "aol-medium": 32, "aol-large": 48}
