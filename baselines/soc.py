@@ -58,7 +58,8 @@ def scaled_skew_filter(weight: torch.Tensor, gram_iterations: int = 1) -> torch.
     """``L / rho(L)`` with ``rho`` a guaranteed bound on ``||conv(L)||``, so ``||L~|| <= 1``.
 
     ``gram_iterations`` squarings tighten ``rho`` (1: 1.5-2.8x the norm of random 3x3
-    kernels, 2: 1.2-1.7x; README) at a cost that grows fast with the kernel (``aol.nn.bounds``).
+    kernels, 2: 1.2-1.7x; docs/families.md) at a cost that grows fast with the kernel
+    (``aol.nn.bounds``).
     """
     skew = skew_filter(weight)
     rho = gram_row_sum_bound(skew, gram_iterations).clamp_min(torch.finfo(skew.dtype).tiny)

@@ -15,7 +15,7 @@
   (Table 9: lr 1e-2, wd 5e-5) and the epochs its 2 h budget (Table 8: 763).
 * ``digits``: the paper's recipe tuned to train ``aol-digits`` on the 1347 digits
   training images in about a minute of CPU time: 40 epochs, batch 50, lr 0.05,
-  offset 0.5, weight decay 1e-4, no augmentation (see the README for the tuning runs).
+  offset 0.5, weight decay 1e-4, no augmentation (tuning runs in docs/benchmarks.md).
 
 With the step schedule, drops are given as fractions of the epochs (0.9, 0.99,
 0.999), so a shortened run keeps the paper's shape; ``lr_drops`` (epoch numbers)
@@ -125,7 +125,7 @@ RECIPES = {
         offset=0.5,
         temperature=0.25,
         schedule="step",
-        augment=False,  # on 8x8 images it cost accuracy in a short budget (README)
+        augment=False,  # on 8x8 images it cost accuracy in a short budget (docs/benchmarks.md)
     ),
 }
 
