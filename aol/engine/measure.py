@@ -34,6 +34,7 @@ from aol.engine.cost import (
     training_step,
     weight_transform,
 )
+from aol.engine.memory import PeakMemory
 from aol.engine.runtime import environment
 from aol.engine.timing import Timing, interleaved_timings
 from aol.loss import OffsetCrossEntropy
@@ -64,12 +65,11 @@ def measure(config: MeasureConfig) -> dict:
     images, labels = random_batch(info, config)
     models = {name: build_model(config, info, name) for name in measured_families(config.families)}
     timings = time_interleaved(models, images, labels, config)
-    records = {
-        name: family_record(
-            model, timings[name], classification_loss(model, images, labels), config
-        )
-        for name, model in models.items()
-    }
+    records = {}
+    for name, model in models.items():
+        loss = classification_loss(model, images, labels)
+        memory = training_memory(model, loss, config.device, MEMORY_STEPS, nesterov=True)
+        records[name] = family_record(model, timings[name], memory)
     add_ratios_to_reference(records)
     return {
         "architecture": config.architecture,
@@ -137,14 +137,8 @@ def timing_record(timing: Timing | None) -> dict | None:
     return {"median": timing.median, "q1": timing.q1, "q3": timing.q3, "repeats": timing.repeats}
 
 
-def family_record(
-    model: nn.Module,
-    timings: dict[str, Timing],
-    loss: Callable[[], torch.Tensor],
-    config: MeasureConfig,
-) -> dict:
+def family_record(model: nn.Module, timings: dict[str, Timing], memory: PeakMemory) -> dict:
     """One family's times (seconds), peak training memory and parameter count."""
-    memory = training_memory(model, loss, config.device, MEMORY_STEPS, nesterov=True)
     return {
         "train_step_seconds": timing_record(timings["train"]),
         "inference_seconds": timing_record(timings["inference"]),
