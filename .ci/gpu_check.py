@@ -6,7 +6,8 @@ Writes 50,000 + 10,000 random CIFAR-shaped images in the real CIFAR-10 file form
 (synthetic: their md5 sums are registered with torchvision for this process only),
 then, on CUDA: trains AOL-Small for 3 epochs (paper recipe, batch 250, augmentation on;
 goal: <= 5 s per epoch on one H100), certifies the run (float64, both audits, 20
-attacked points), and measures AOL-Small at batch 250. Prints seconds per epoch.
+attacked points), and measures AOL-Small at batch 250 (aol beside standard, interleaved).
+Prints seconds per epoch.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ codes = {
                    "aol", "--seed", "0", "--out", run, "--epochs", "3", *common]),
     "certify": main(["certify", "--run", run, "--out", os.path.join(out, "certify.json"),
                      "--attack-points", "20", *common]),
-    "measure": main(["measure", "--architecture", architecture, "--family", "aol",
+    "measure": main(["measure", "--architecture", architecture, "--families", "aol",
                      "--batch-size", "250", "--out", os.path.join(out, "measure.json"),
                      "--device", device]),
 }  # fmt: skip

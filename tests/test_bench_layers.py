@@ -8,7 +8,8 @@ from torch import nn
 
 import aol
 from aol import families
-from aol.engine.bench.layers import model_multiply_adds, training_step, weight_transform
+from aol.engine.bench.layers import measure_case, output_square_mean
+from aol.engine.cost import model_multiply_adds, training_step, weight_transform
 
 
 def small_network(family):
@@ -55,9 +56,23 @@ def test_weight_transform_exists_for_constrained_families_only():
 
 def test_training_step_refuses_a_model_left_in_eval_mode():
     network = small_network(families.get("aol"))
-    step = training_step(network, torch.randn(2, 3, 5, 5))
+    step = training_step(network, output_square_mean(network, torch.randn(2, 3, 5, 5)))
     step()
     aol.export(network)  # leaves the original in its mode
     network.eval()
     with pytest.raises(RuntimeError, match="eval mode"):
         step()
+
+
+def test_bench_rows_are_ratios_to_standard_of_the_same_run():
+    rows = measure_case("dense", ["standard", "aol"], 4, 2, torch.device("cpu"))
+    standard, aol_row = rows
+    assert [row["family"] for row in rows] == ["standard", "aol"]
+    assert standard["train_ratio"] == 1.0 and standard["transform_ms"] == 0.0
+    assert aol_row["train_ratio"] == pytest.approx(aol_row["train_ms"] / standard["train_ms"])
+    assert aol_row["transform_ms"] > 0
+    assert aol_row["transform_share"] == pytest.approx(
+        aol_row["transform_ms"] / standard["train_ms"]
+    )
+    # AOL's dense layer holds one more weight-sized tensor for its rescaling
+    assert aol_row["memory_ratio"] > 1.0

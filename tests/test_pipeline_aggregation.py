@@ -89,26 +89,54 @@ def fake_run(root, family, seed, clean, certified, status="completed", audits_pa
     return run
 
 
-def fake_measurement(root, family, train_step):
-    timing = {"median": train_step, "q1": train_step * 0.9, "q3": train_step * 1.1, "repeats": 5}
+def fake_measurement(root, architecture, train_steps):
+    """measure_batch64.json of one (dataset, architecture) as `python -m aol measure` writes
+    it: one record per family, with ratios to standard from the same rounds."""
+
+    def timing(seconds):
+        return {"median": seconds, "q1": seconds * 0.9, "q3": seconds * 1.1, "repeats": 10}
+
+    standard = train_steps["standard"]
+    records = {}
+    for family, step in train_steps.items():
+        transform = None if family == "standard" else step / 4
+        records[family] = {
+            "train_step_seconds": timing(step),
+            "inference_seconds": timing(step / 2),
+            "weight_transform_seconds": None if transform is None else timing(transform),
+            "peak_train_memory_bytes": 3 * 2**20,
+            "memory_method": "saved tensors",
+            "memory_steps": 3,
+            "num_parameters": 1234,
+            "train_step_vs_standard": step / standard,
+            "inference_vs_standard": step / standard,
+            "weight_transform_share_of_standard_step": (
+                None if transform is None else transform / standard
+            ),
+        }
     return write(
-        root / f"results/runs/digits/aol-digits/{family}/measure_batch64.json",
+        root / f"results/runs/digits/{architecture}/measure_batch64.json",
         {
-            "architecture": "aol-digits",
-            "family": family,
+            "architecture": architecture,
             "dataset": "digits",
             "batch_size": 64,
             "device": "cpu",
             "device_name": "cpu",
             "torch_version": "2",
             "threads": 1,
-            "train_step_seconds": timing,
-            "inference_seconds": timing,
-            "weight_transform_seconds": timing,
-            "peak_train_memory_bytes": 3 * 2**20,
-            "memory_method": "saved tensors",
-            "num_parameters": 1234,
+            "repeats": 10,
+            "warmup": 2,
+            "reference_family": "standard",
+            "families": records,
         },
+    )
+
+
+def failed_measurement(root, architecture):
+    """What workflow/scripts/guarded.py writes in place of a measure job that crashed."""
+    return write(
+        root / f"results/runs/digits/{architecture}/measure_batch64.json",
+        {"status": "failed", "exit_code": 1, "command": ["python"], "log": "x", "log_tail": []},
     )
 
 
@@ -129,13 +157,14 @@ def collected(tmp_path):
     write(crashed / "certify.json", {"status": "failed", "reason": "training failed"})
     runs.append(crashed)
     measurements = [
-        fake_measurement(tmp_path, "aol", 0.004),
-        fake_measurement(tmp_path, "standard", 0.002),
+        fake_measurement(tmp_path, "aol-digits", {"standard": 0.002, "aol": 0.004}),
+        failed_measurement(tmp_path, "convnet-xs"),
     ]
     return collect.collect(
         [run / "result.json" for run in runs],
         [run / "certify.json" for run in runs],
         measurements,
+        {str(measurements[1]): ["standard", "aol"]},
     )
 
 
@@ -258,10 +287,43 @@ def test_no_published_columns_without_published_numbers(collected):
 
 def test_cost_table_ratio_to_standard(collected):
     _, _, measurements = collected
+    cost = tables.cost_table(measurements).set_index(["architecture", "family"])
+    aol_row = cost.loc[("aol-digits", "aol")]
+    assert aol_row["train_step_ms"] == pytest.approx(4.0)
+    assert aol_row["train_step_vs_standard"] == pytest.approx(2.0)
+    assert aol_row["inference_vs_standard"] == pytest.approx(2.0)
+    assert aol_row["weight_transform_share_of_standard_step"] == pytest.approx(0.5)
+    assert aol_row["peak_train_memory_mib"] == pytest.approx(3.0)
+    assert aol_row["batch_size"] == 64 and aol_row["status"] == "completed"
+    standard = cost.loc[("aol-digits", "standard")]
+    assert standard["train_step_vs_standard"] == 1.0
+    assert math.isnan(standard["weight_transform_ms"])
+
+
+def test_cost_table_uses_the_ratios_of_the_measure_job(tmp_path):
+    """The table copies the job's ratios (taken round by round, under the same machine load)
+    instead of dividing medians of two rows: with standard's median changed in the file,
+    the ratio stays the one the job wrote."""
+    path = fake_measurement(tmp_path, "aol-digits", {"standard": 0.002, "aol": 0.004})
+    report = json.loads(path.read_text())
+    report["families"]["standard"]["train_step_seconds"]["median"] = 0.001
+    write(path, report)
+    _, _, measurements = collect.collect([], [], [path])
     cost = tables.cost_table(measurements).set_index("family")
-    assert cost.loc["aol", "train_step_ms"] == pytest.approx(4.0)
     assert cost.loc["aol", "train_step_vs_standard"] == pytest.approx(2.0)
-    assert cost.loc["aol", "peak_train_memory_mib"] == pytest.approx(3.0)
+
+
+def test_a_failed_measure_job_gives_a_failed_row_per_family(collected):
+    _, _, measurements = collected
+    cost = tables.cost_table(measurements)
+    failed = cost[cost["architecture"] == "convnet-xs"]
+    assert list(failed["family"]) == ["standard", "aol"]
+    assert (failed["status"] == "failed").all() and failed["batch_size"].eq(64).all()
+    assert failed["train_step_vs_standard"].isna().all()
+    display = tables.display_cost(cost).set_index(["Architecture", "Family"])
+    assert display.loc[("convnet-xs", "aol"), "Train vs standard"] == ""
+    assert display.loc[("aol-digits", "aol"), "Train vs standard"] == "2.00"
+    assert display.loc[("aol-digits", "aol"), "Transform / standard step"] == "0.50"
 
 
 @pytest.mark.parametrize("name", list(figures.FIGURES))

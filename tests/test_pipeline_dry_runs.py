@@ -39,6 +39,35 @@ def dry_runs(tmp_path_factory):
         return dict(zip(CASES, pool.map(dry_run, CASES), strict=True))
 
 
+def expected_measure_jobs(config: dict) -> dict[tuple[str, str], set[str]]:
+    """{(dataset, architecture): families}: one measure job per pair, timing all of its
+    families and standard (the reference of the ratios) side by side."""
+    if not config.get("measure", {}).get("enabled", True):
+        return {}
+    jobs: dict[tuple[str, str], set[str]] = {}
+    for experiment in config["experiments"]:
+        families = experiment.get("families", "all")
+        if families == "all":
+            families = aol.families.names()
+        for architecture in experiment["architectures"]:
+            key = (experiment["dataset"], architecture)
+            jobs.setdefault(key, {"standard"}).update(families)
+    return jobs
+
+
+def planned_measure_jobs(output: str) -> dict[tuple[str, str], set[str]]:
+    """The (dataset, architecture) and --families of every printed `aol measure` command."""
+    jobs = {}
+    for command in re.findall(r"aol measure (.*)", output):
+        options = {}
+        for option in f" {command}".split(" --")[1:]:
+            name, *values = option.split()
+            options[name] = values
+        key = (options["dataset"][0], options["architecture"][0])
+        jobs[key] = set(options["families"])
+    return jobs
+
+
 def expected_training_runs(config: dict) -> int:
     runs = set()
     for experiment in config["experiments"]:
@@ -64,6 +93,9 @@ def test_dry_run_plans_every_run(dry_runs, config, profile):
     trained = expected_training_runs(settings)
     assert counts["train"] == trained
     assert counts["certify"] == trained
+    expected_measurements = expected_measure_jobs(settings)
+    assert counts.get("measure", 0) == len(expected_measurements)
+    assert planned_measure_jobs(output) == expected_measurements
     assert counts["table"] == len(settings["experiments"]) + 1  # + the cost table
     assert counts["figure"] == 4
 
@@ -77,10 +109,18 @@ def test_dry_run_plans_every_run(dry_runs, config, profile):
         assert all("runtime=720" in line and "mem_mb=16000" in line for line in train_lines)
 
 
-def test_no_default_profile_overrides_the_profiles():
-    """profiles/default is applied to every run; its set-resources would silently replace
-    those of --profile profiles/slurm (snakemake.md, section 2.1). There must be none."""
-    default = REPOSITORY / "profiles" / "default"
-    assert not default.exists() or not any(
-        "set-resources" in path.read_text() for path in default.glob("*.yaml")
-    )
+def rule_names() -> set[str]:
+    rules = set()
+    for path in (REPOSITORY / "workflow" / "rules").glob("*.smk"):
+        rules |= set(re.findall(r"^rule (\w+):", path.read_text(), re.MULTILINE))
+    return rules
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_profiles_name_only_rules_of_the_workflow(profile):
+    """set-threads / set-resources for a rule that does not exist (renamed, removed) are
+    ignored by Snakemake without a word; the jobs would then run with the defaults."""
+    settings = yaml.safe_load((REPOSITORY / profile / "profile.yaml").read_text())
+    named = set(settings.get("set-threads", {})) | set(settings.get("set-resources", {}))
+    assert named <= rule_names(), named - rule_names()
+    assert {"train", "certify", "measure"} <= rule_names()

@@ -1,7 +1,14 @@
-"""What a layer costs by the layer contract: multiply-adds and the training-time weight transform.
+"""What a layer costs by the layer contract: multiply-adds, and the things that are timed.
 
-``python -m aol bench layers`` and ``python -m aol measure`` both use these, so "weight
-transform" means the same thing in both: every constrained layer's ``weight_transform()``.
+``python -m aol bench layers`` and ``python -m aol measure`` both build their candidates from
+these, so a "training step", "inference" and "weight transform" mean the same thing in both:
+
+* training step: ``forward_loss()``, backward, one SGD step (lr 1e-6, momentum 0.9) of an
+  optimiser made once for the step;
+* inference: a forward of the model in eval mode under ``torch.no_grad``;
+* weight transform: every constrained layer's ``weight_transform()``, under ``torch.no_grad``;
+* peak training memory: ``aol.engine.memory.peak_training_memory`` over a few steps of a
+  fresh optimiser, so that momentum buffers are counted.
 """
 
 from __future__ import annotations
@@ -11,7 +18,11 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from aol.engine.memory import PeakMemory, peak_training_memory
 from aol.nn.contract import LipschitzLayer
+
+# the family every cost is divided by: plain convolutions and dense layers
+REFERENCE_FAMILY = "standard"
 
 
 def module_multiply_adds(module: nn.Module, input_shape, batch_size: int) -> int | None:
@@ -77,3 +88,47 @@ def weight_transform(model: nn.Module) -> Callable[[], None] | None:
                 transform()
 
     return run_all
+
+
+def _optimiser(model: nn.Module, nesterov: bool) -> torch.optim.Optimizer:
+    return torch.optim.SGD(model.parameters(), lr=1e-6, momentum=0.9, nesterov=nesterov)
+
+
+def training_step(
+    model: nn.Module, forward_loss: Callable[[], torch.Tensor], nesterov: bool = False
+) -> Callable[[], None]:
+    """One training step of ``model`` on the loss ``forward_loss()`` computes, as a closure."""
+    optimiser = _optimiser(model, nesterov)
+    model.train()
+
+    def step() -> None:
+        if not model.training:
+            raise RuntimeError("the timed training step found its model in eval mode")
+        optimiser.zero_grad(set_to_none=True)
+        forward_loss().backward()
+        optimiser.step()
+
+    return step
+
+
+def inference(model: nn.Module, x: torch.Tensor) -> Callable[[], None]:
+    """A forward of ``model`` in eval mode on ``x``, without autograd, as a closure."""
+    model.eval()
+
+    def forward() -> None:
+        with torch.no_grad():
+            model(x)
+
+    return forward
+
+
+def training_memory(
+    model: nn.Module,
+    forward_loss: Callable[[], torch.Tensor],
+    device: torch.device,
+    steps: int = 3,
+    nesterov: bool = False,
+) -> PeakMemory:
+    """Peak memory of ``steps`` training steps of a fresh optimiser (momentum counted)."""
+    model.train()
+    return peak_training_memory(forward_loss, _optimiser(model, nesterov), device, steps)

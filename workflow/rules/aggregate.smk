@@ -21,6 +21,8 @@ rule collect:
         "logs/aggregate/collect.log",
     conda:
         SOFTWARE_ENVIRONMENT
+    params:
+        measured_families=measured_families(),
     script:
         "../scripts/collect.py"
 

@@ -11,6 +11,7 @@ from snakemake_interface_executor_plugins.settings import DeploymentMethod
 
 import aol.architectures
 import aol.families
+import aol.engine.measure
 import aol.engine.recipes
 
 
@@ -103,7 +104,14 @@ RUNS = sorted(
         for seed in SEEDS
     }
 )
-MEASUREMENTS = sorted({run[:3] for run in RUNS})
+# One measure job per (dataset, architecture): its families and the reference family of the
+# ratios, timed side by side in one process (`python -m aol measure --families ...`).
+MEASUREMENTS = {
+    (dataset, architecture): aol.engine.measure.measured_families(
+        sorted({run[2] for run in RUNS if run[:2] == (dataset, architecture)})
+    )
+    for dataset, architecture in sorted({run[:2] for run in RUNS})
+}
 
 
 def _alternatives(values):
@@ -133,7 +141,7 @@ GUARD = f"{PYTHON} {shlex.quote(str(Path(workflow.basedir) / 'workflow/scripts/g
 # committed with the workflow, so found beside the Snakefile whatever the working directory
 PUBLISHED = str(Path(workflow.basedir) / "results/reference/published.csv")
 RUN_DIR = "results/runs/{dataset}/{architecture}/{family}/{variant}/seed{seed}"
-MEASURE_FILE = "results/runs/{dataset}/{architecture}/{family}/measure_batch{batch_size}.json"
+MEASURE_FILE = "results/runs/{dataset}/{architecture}/measure_batch{batch_size}.json"
 TABLE_FORMATS = ["csv", "md", "tex", "html"]
 FIGURES = [
     "certified_accuracy_vs_epsilon",
@@ -201,8 +209,10 @@ def certify_arguments(wildcards):
 
 
 def measure_arguments(wildcards):
+    """Flags of `python -m aol measure` besides the architecture and the batch size."""
     measure = config["measure"]
-    arguments = ["--dataset", wildcards.dataset, "--device", config["device"]]
+    arguments = ["--families", *MEASUREMENTS[(wildcards.dataset, wildcards.architecture)]]
+    arguments += ["--dataset", wildcards.dataset, "--device", config["device"]]
     for key in ("repeats", "warmup"):
         if measure.get(key) is not None:
             arguments += [f"--{key}", str(measure[key])]
@@ -219,16 +229,21 @@ def certify_files():
     return [f"{RUN_DIR}/certify.json".format(**run_fields(run)) for run in RUNS]
 
 
-def measure_files():
+def measured_families():
+    """{measure file: the families it measures}: collect gives a failed job a row for each."""
     if not config["measure"]["enabled"]:
-        return []
+        return {}
     batch_size = config["measure"]["batch_size"]
-    return [
-        MEASURE_FILE.format(
-            dataset=dataset, architecture=architecture, family=family, batch_size=batch_size
+    return {
+        MEASURE_FILE.format(dataset=dataset, architecture=architecture, batch_size=batch_size): (
+            families
         )
-        for dataset, architecture, family in MEASUREMENTS
-    ]
+        for (dataset, architecture), families in MEASUREMENTS.items()
+    }
+
+
+def measure_files():
+    return list(measured_families())
 
 
 def table_names():

@@ -1,5 +1,6 @@
-# Training-step time, inference time and peak memory of one (dataset, architecture,
-# family) with `python -m aol measure`; independent of training.
+# Training-step time, inference time, weight-transform time and peak memory of every family
+# of one (dataset, architecture), timed side by side with the reference family in one
+# process (`python -m aol measure --families ...`); independent of training.
 
 
 rule measure:
@@ -8,7 +9,7 @@ rule measure:
     output:
         measurement=MEASURE_FILE,
     log:
-        "logs/measure/{dataset}/{architecture}/{family}/batch{batch_size}.log",
+        "logs/measure/{dataset}/{architecture}/batch{batch_size}.log",
     conda:
         SOFTWARE_ENVIRONMENT
     threads: 1
@@ -23,5 +24,4 @@ rule measure:
         "{params.guard} --log {log} --record {output.measurement} --gpus {resources.gpu} "
         "--failed-runs {params.failed_runs} "
         "-- {params.engine} measure --architecture {wildcards.architecture} "
-        "--family {wildcards.family} --batch-size {wildcards.batch_size} "
-        "--out {output.measurement} {params.arguments}"
+        "--batch-size {wildcards.batch_size} --out {output.measurement} {params.arguments}"

@@ -3,7 +3,9 @@
 - runs.csv: one row per trained run (dataset, architecture, family, variant, seed),
   with its status and its final metrics in percent;
 - curves.csv: one row per finished epoch of every run (from metrics.jsonl);
-- measurements.csv: one row per measured (dataset, architecture, family).
+- measurements.csv: one row per measured (dataset, architecture, family), from one file per
+  (dataset, architecture) in which every family was timed side by side with `standard`,
+  with the ratios to `standard` of that same run.
 
 The status of a run says what the tables show for it: "completed", "diverged",
 "failed" (the engine crashed; see the run's log), "certify failed" or "audit failed"
@@ -122,41 +124,60 @@ def curve_rows(result_path: Path) -> list[dict]:
     return rows
 
 
-def measurement_row(path: Path) -> dict:
+MEASUREMENT_KEYS = ["dataset", "architecture", "family"]
+MEASURED_TIMINGS = ("train_step_seconds", "inference_seconds", "weight_transform_seconds")
+# ratios to the reference family, from the rounds of the same measure job
+SAME_RUN_RATIOS = (
+    "train_step_vs_standard",
+    "inference_vs_standard",
+    "weight_transform_share_of_standard_step",
+)
+
+
+def measurement_rows(path: Path, requested_families: list[str]) -> list[dict]:
+    """One row per family of .../D/A/measure_batchB.json; a failed job (the guard's failure
+    record, without families) gives a failed row for each family it was asked to measure."""
     measurement = read_json(path)
-    dataset, architecture, family = path.parts[-4:-1]
-    row = dict(dataset=dataset, architecture=architecture, family=family)
-    row["status"] = measurement.get("status", "completed")
-    row["batch_size"] = measurement.get("batch_size")
-    for timing in ("train_step_seconds", "inference_seconds", "weight_transform_seconds"):
-        values = measurement.get(timing) or {}
-        for statistic in ("median", "q1", "q3", "repeats"):
-            row[f"{timing}_{statistic}"] = values.get(statistic)
-    for key in (
-        "peak_train_memory_bytes",
-        "memory_method",
-        "num_parameters",
-        "device",
-        "device_name",
-        "threads",
-    ):
-        row[key] = measurement.get(key)
-    return row
+    dataset, architecture = path.parts[-3:-1]
+    shared = dict(dataset=dataset, architecture=architecture)
+    shared["status"] = measurement.get("status", "completed")
+    shared["batch_size"] = int(path.stem.removeprefix("measure_batch"))
+    for key in ("device", "device_name", "threads"):
+        shared[key] = measurement.get(key)
+    records = measurement.get("families") or dict.fromkeys(requested_families or [None], {})
+    rows = []
+    for family, record in records.items():
+        row = {**shared, "family": family}
+        for timing in MEASURED_TIMINGS:
+            values = record.get(timing) or {}
+            for statistic in ("median", "q1", "q3", "repeats"):
+                row[f"{timing}_{statistic}"] = values.get(statistic)
+        for key in ("peak_train_memory_bytes", "memory_method", "num_parameters"):
+            row[key] = record.get(key)
+        for ratio in SAME_RUN_RATIOS:
+            row[ratio] = record.get(ratio)
+        rows.append(row)
+    return rows
 
 
-def collect(result_paths, certificate_paths, measurement_paths):
+def collect(result_paths, certificate_paths, measurement_paths, measured_families=None):
+    """runs, curves, measurements; ``measured_families``: {measure file: families asked},
+    for the rows of a measure job that failed."""
     certificates = {Path(path).parent: Path(path) for path in certificate_paths}
     runs, curves = [], []
     for path in map(Path, result_paths):
         runs.append(run_row(path, certificates.get(path.parent)))
         curves.extend(curve_rows(path))
-    measurements = [measurement_row(Path(path)) for path in measurement_paths]
+    measured_families = measured_families or {}
+    measurements = [
+        row
+        for path in measurement_paths
+        for row in measurement_rows(Path(path), measured_families.get(str(path), []))
+    ]
     return (
         pd.DataFrame(runs, columns=_columns(runs, RUN_KEYS)),
         pd.DataFrame(curves, columns=_columns(curves, RUN_KEYS + ["epoch"])),
-        pd.DataFrame(
-            measurements, columns=_columns(measurements, ["dataset", "architecture", "family"])
-        ),
+        pd.DataFrame(measurements, columns=_columns(measurements, MEASUREMENT_KEYS)),
     )
 
 
@@ -170,7 +191,10 @@ def _columns(rows: list[dict], first: list[str]) -> list[str]:
 
 def main(snakemake) -> None:
     runs, curves, measurements = collect(
-        snakemake.input.results, snakemake.input.certificates, snakemake.input.measurements
+        snakemake.input.results,
+        snakemake.input.certificates,
+        snakemake.input.measurements,
+        snakemake.params.measured_families,
     )
     runs.to_csv(snakemake.output.runs, index=False)
     curves.to_csv(snakemake.output.curves, index=False)

@@ -37,11 +37,16 @@ from torch import nn
 
 import aol
 from aol import families
-from aol.engine.cost import model_multiply_adds, weight_transform
-from aol.engine.memory import peak_training_memory
+from aol.engine.cost import (
+    REFERENCE_FAMILY,
+    inference,
+    model_multiply_adds,
+    training_memory,
+    training_step,
+    weight_transform,
+)
 from aol.engine.timing import Timing, interleaved_timings
 
-REFERENCE_FAMILY = "standard"
 CASES = ("conv", "dense", "stack")
 DEFAULT_CASES = ("conv", "dense")
 
@@ -65,34 +70,9 @@ def build_case(case: str, family: families.LayerFamily) -> tuple[nn.Module, tupl
     raise ValueError(f"unknown case {case!r}; choose from {', '.join(CASES)}")
 
 
-def training_step(model: nn.Module, x: torch.Tensor) -> Callable[[], None]:
-    optimiser = torch.optim.SGD(model.parameters(), lr=1e-6, momentum=0.9)
-    model.train()
-
-    def step() -> None:
-        if not model.training:
-            raise RuntimeError("the timed training step found its model in eval mode")
-        optimiser.zero_grad(set_to_none=True)
-        model(x).square().mean().backward()
-        optimiser.step()
-
-    return step
-
-
-def inference(model: nn.Module, x: torch.Tensor) -> Callable[[], None]:
-    model.eval()
-
-    def forward() -> None:
-        with torch.no_grad():
-            model(x)
-
-    return forward
-
-
-def measure_memory(model: nn.Module, x: torch.Tensor, device: torch.device) -> int:
-    model.train()
-    optimiser = torch.optim.SGD(model.parameters(), lr=1e-6, momentum=0.9)
-    return peak_training_memory(lambda: model(x).square().mean(), optimiser, device).bytes
+def output_square_mean(model: nn.Module, x: torch.Tensor) -> Callable[[], torch.Tensor]:
+    """The benchmark's loss: the mean square of the output (a single layer has no labels)."""
+    return lambda: model(x).square().mean()
 
 
 def measure_case(
@@ -109,7 +89,7 @@ def measure_case(
         x = torch.rand(batch_size, *input_shape, device=device)
         models[name] = (model, x)
         multiply_adds[name] = model_multiply_adds(model, x)
-        candidates[f"{name}/train"] = training_step(model, x)
+        candidates[f"{name}/train"] = training_step(model, output_square_mean(model, x))
         # a separate copy: inference() puts its model in eval mode, which must not
         # switch the training step's model out of training mode
         candidates[f"{name}/infer"] = inference(copy.deepcopy(model), x)
@@ -118,7 +98,10 @@ def measure_case(
         if transform is not None:
             candidates[f"{name}/transform"] = transform
     timings = interleaved_timings(candidates, device, repeats=repeats)
-    memory = {name: measure_memory(model, x, device) for name, (model, x) in models.items()}
+    memory = {
+        name: training_memory(model, output_square_mean(model, x), device).bytes
+        for name, (model, x) in models.items()
+    }
     reference = {kind: timings[f"{REFERENCE_FAMILY}/{kind}"] for kind in ("train", "infer")}
     reference_count = multiply_adds[REFERENCE_FAMILY]
     rows = []
