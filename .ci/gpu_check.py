@@ -1,4 +1,4 @@
-"""GPU check of the engine , for a machine with CUDA and no internet.
+"""GPU check of the engine, for a machine with CUDA and no internet.
 
     python3 .ci/gpu_check.py [OUT_DIR]
 

@@ -1,4 +1,4 @@
-"""Aggregation on JSON files in the engine's contract format (notes/contract.md): per-run
+"""Aggregation on JSON files in the engine's formats (docs/engine.md): per-run
 rows, mean +- std over seeds beside the published number, failed and diverged runs shown
 as such, the three table formats, and the figures."""
 
