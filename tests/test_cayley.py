@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_family_conformance import maximise_output_norm, randomise
 
 import baselines.cayley as cayley_module
 from aol.nn.layers import same_size_conv2d
+from aol.testing import maximise_output_norm, randomise
 from aol.verify import jacobian_singular_values
 from baselines.cayley import (
     CayleyConv2d,

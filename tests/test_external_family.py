@@ -12,10 +12,10 @@ import textwrap
 
 import pytest
 import torch
-from test_family_conformance import assert_bound_holds, maximise_output_norm, randomise
 
 import aol
 from aol import families
+from aol.testing import assert_bound_holds, maximise_output_norm, randomise
 
 MODULE = '''
 """A throw-away family: the spectral baseline's layers under another name."""

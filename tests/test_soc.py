@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_family_conformance import assert_bound_holds, maximise_output_norm, randomise
 
 import aol
 from aol.nn.bounds import exponential_tail
+from aol.testing import assert_bound_holds, maximise_output_norm, randomise
 from aol.verify import jacobian_singular_values
 from baselines.soc import SOCConv2d, SOCConv2dInference, SOCLinear, skew_filter
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_family_conformance import randomise
 
+from aol.testing import randomise
 from aol.verify import jacobian_singular_values
 from baselines.spectral import SpectralConv2d, SpectralLinear
 
