@@ -7,6 +7,8 @@ fast = export(model)                  # plain Conv2d/Linear with the rescaling f
 
 This package is the layer library and imports only torch (and numpy). The experiment
 engine (data, training, certification runs, measurement, the CLI) is ``aol.engine``.
+``aol.testing.check_family(family)`` runs the conformance checks every layer family must
+pass (import it explicitly; ``import aol`` does not load it).
 """
 
 from aol import families

@@ -158,18 +158,29 @@ def test_first_channels():
         FirstChannels(6)(x)
 
 
-def test_network_bound_refuses_what_it_cannot_vouch_for():
-    class Residual(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.layer = AOLLinear(4, 4)
+class Residual(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.layer = AOLLinear(4, 4)
 
-        def forward(self, x):
-            return x + self.layer(x)  # Lipschitz 2, not 1: the product rule does not apply
+    def forward(self, x):
+        return x + self.layer(x)  # Lipschitz 2, not 1: the product rule does not apply
 
-    assert aol.network_lipschitz_bound(torch.nn.Sequential(AOLLinear(4, 4), MaxMin())) == 1.0
-    assert aol.network_lipschitz_bound(torch.nn.Sequential(Residual())) is None
-    assert aol.network_lipschitz_bound(torch.nn.Sequential(torch.nn.Linear(4, 4))) is None
+
+@pytest.mark.parametrize(
+    ("build", "expected"),
+    [
+        pytest.param(lambda: [AOLLinear(4, 4), MaxMin()], 1.0, id="aol-and-maxmin"),
+        pytest.param(lambda: [Residual()], None, id="residual"),
+        pytest.param(lambda: [torch.nn.Linear(4, 4)], None, id="plain-linear"),
+    ],
+)
+def test_network_bound_refuses_what_it_cannot_vouch_for(build, expected):
+    bound = aol.network_lipschitz_bound(torch.nn.Sequential(*build()))
+    if expected is None:
+        assert bound is None
+    else:
+        assert bound == expected
 
 
 @pytest.mark.parametrize("shape", [(5, 4, 3, 3), (3, 6, 1, 1), (4, 2, 3, 5)])

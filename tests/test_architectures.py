@@ -65,16 +65,32 @@ def test_every_architecture_and_family_gives_class_scores_on_cifar(name, family)
     assert tuple(scores.shape) == (2, 10)
 
 
-def test_impossible_shapes_are_rejected_with_a_clear_message():
-    with pytest.raises(architectures.ArchitectureShapeError, match="32x32"):
-        architectures.build("aol-alt", "aol", 10, 1, 8)
-    with pytest.raises(architectures.ArchitectureShapeError, match="divisible by 4"):
-        architectures.build("aol-small", "aol", 10, 3, 30)
-    with pytest.raises(architectures.UnknownArchitectureError, match="aol-digits"):
-        architectures.build("aol-huge", "aol", 10, 3, 32)
+@pytest.mark.parametrize(
+    ("name", "in_channels", "image_size", "error", "hint"),
+    [
+        pytest.param(
+            "aol-alt", 1, 8, architectures.ArchitectureShapeError, "32x32", id="aol-alt-8x8"
+        ),
+        pytest.param(
+            "aol-small", 3, 30, architectures.ArchitectureShapeError, "divisible by 4", id="30x30"
+        ),
+        pytest.param(
+            "aol-huge", 3, 32, architectures.UnknownArchitectureError, "aol-digits", id="unknown"
+        ),
+    ],
+)
+def test_impossible_shapes_are_rejected_with_a_clear_message(
+    name, in_channels, image_size, error, hint
+):
+    with pytest.raises(error, match=hint):
+        architectures.build(name, "aol", 10, in_channels, image_size)
 
 
-def test_family_default_padding_is_used():
+@pytest.mark.parametrize(
+    ("name", "shape"),
+    [("convnet-xs", CIFAR), ("aol-digits", {"num_classes": 10, "in_channels": 1, "image_size": 8})],
+)
+def test_family_default_padding_is_used(name, shape):
     """A family without zero padding (like Cayley: circular only) still builds every model."""
     calls = []
 
@@ -89,12 +105,12 @@ def test_family_default_padding_is_used():
         padding_modes=("circular",),
     )
     with torch.device("meta"):
-        architectures.build("convnet-xs", circular, **CIFAR)
-        architectures.build("aol-digits", circular, 10, 1, 8)
+        architectures.build(name, circular, **shape)
     assert calls and set(calls) == {"circular"}
 
 
-def test_aol_digits_bound_holds_for_the_exact_jacobian_at_random_weights():
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_aol_digits_bound_holds_for_the_exact_jacobian_at_random_weights(seed):
     torch.manual_seed(1)
     model = architectures.build("aol-digits", "aol", 10, 1, 8).double()
     with torch.no_grad():
@@ -102,9 +118,8 @@ def test_aol_digits_bound_holds_for_the_exact_jacobian_at_random_weights():
             parameter.normal_()  # far from the tight initialisation
     bound = aol.network_lipschitz_bound(model)
     assert bound == 1.0
-    for seed in range(3):
-        largest = jacobian_singular_values(model, (1, 8, 8), seed=seed)[0].item()
-        assert 0 < largest <= bound + 1e-9
+    largest = jacobian_singular_values(model, (1, 8, 8), seed=seed)[0].item()
+    assert 0 < largest <= bound + 1e-9
 
 
 def test_standard_family_states_no_bound():

@@ -27,20 +27,30 @@ def circular_norm_on_grid(kernel, size):
     return torch.linalg.matrix_norm(spectrum, ord=2).max().item()
 
 
-@pytest.mark.parametrize("kernel_size", [1, 3, 5])
-@pytest.mark.parametrize("channels", [(3, 5), (5, 3)])
-def test_bounds_hold_for_both_paddings_and_several_sizes(kernel_size, channels):
+def seeded_kernel(channels, kernel_size):
     generator = torch.Generator().manual_seed(kernel_size)
     kernel = torch.randn(*channels, kernel_size, kernel_size, generator=generator)
-    kernel = kernel.double()
+    return kernel.double()
+
+
+@pytest.mark.parametrize("iterations", [1, 2, 3])
+@pytest.mark.parametrize("kernel_size", [1, 3, 5])
+@pytest.mark.parametrize("channels", [(3, 5), (5, 3)])
+def test_gram_row_sum_bound_is_not_far_below_the_frequency_bound(channels, kernel_size, iterations):
+    kernel = seeded_kernel(channels, kernel_size)
     tight = frequency_norm_bound(kernel)
-    for iterations in (1, 2, 3):
-        assert gram_row_sum_bound(kernel, iterations).item() >= tight / 1.0098 - 1e-12
-    for size in (5, 6, 7):
-        for padding_mode in ("zeros", "circular"):
-            norm = exact_norm(kernel, padding_mode, size)
-            assert norm <= tight
-            assert norm <= gram_row_sum_bound(kernel).item() + 1e-12
+    assert gram_row_sum_bound(kernel, iterations).item() >= tight / 1.0098 - 1e-12
+
+
+@pytest.mark.parametrize("padding_mode", ["zeros", "circular"])
+@pytest.mark.parametrize("size", [5, 6, 7])
+@pytest.mark.parametrize("kernel_size", [1, 3, 5])
+@pytest.mark.parametrize("channels", [(3, 5), (5, 3)])
+def test_bounds_hold_for_both_paddings_and_several_sizes(channels, kernel_size, size, padding_mode):
+    kernel = seeded_kernel(channels, kernel_size)
+    norm = exact_norm(kernel, padding_mode, size)
+    assert norm <= frequency_norm_bound(kernel)
+    assert norm <= gram_row_sum_bound(kernel).item() + 1e-12
 
 
 @pytest.mark.parametrize("kernel_size", [3, 5])

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_family_conformance import maximise_output_norm, randomise
 
 import baselines.cayley as cayley_module
 from aol.nn.layers import same_size_conv2d
+from aol.testing import maximise_output_norm, randomise
 from aol.verify import jacobian_singular_values
 from baselines.cayley import (
     CayleyConv2d,
@@ -31,19 +31,22 @@ def test_square_layer_is_orthogonal_with_circular_padding(kernel_size, height, w
     assert (values - 1).abs().max() < 1e-4
 
 
-def test_non_square_channels_give_isometry_or_coisometry():
+@pytest.mark.parametrize(
+    ("c_in", "c_out"), [pytest.param(3, 6, id="growing"), pytest.param(6, 3, id="shrinking")]
+)
+def test_non_square_channels_give_isometry_or_coisometry(c_in, c_out):
     size = 6
-    growing = CayleyConv2d(3, 6, 3).double().eval()
-    values = jacobian_singular_values(growing, (3, size, size))
+    layer = CayleyConv2d(c_in, c_out, 3).double().eval()
+    values = jacobian_singular_values(layer, (c_in, size, size))
     assert values.numel() == 3 * size * size and (values - 1).abs().max() < 1e-4
-    shrinking = CayleyConv2d(6, 3, 3).double().eval()
-    values = jacobian_singular_values(shrinking, (6, size, size))
-    assert values.numel() == 3 * size * size and (values - 1).abs().max() < 1e-4
-    for shape in ((5, 9), (9, 5), (6, 6)):
-        dense = CayleyLinear(*shape).double()
-        randomise(dense)
-        values = torch.linalg.svdvals(dense.export().weight)
-        assert (values - 1).abs().max() < 1e-10
+
+
+@pytest.mark.parametrize("shape", [(5, 9), (9, 5), (6, 6)])
+def test_dense_layer_is_orthogonal_for_any_shape(shape):
+    dense = CayleyLinear(*shape).double()
+    randomise(dense)
+    values = torch.linalg.svdvals(dense.export().weight)
+    assert (values - 1).abs().max() < 1e-10
 
 
 @pytest.mark.parametrize(("height", "width", "kernel_size"), [(6, 6, 3), (7, 5, 3), (5, 5, 5)])
@@ -140,20 +143,23 @@ def test_inputs_smaller_than_the_kernel_are_handled_orthogonally(size):
     torch.testing.assert_close(singular_values, torch.ones_like(singular_values), atol=1e-8, rtol=0)
 
 
+@pytest.mark.parametrize("size", [5, 8, 13, 16])
+@pytest.mark.parametrize(("seed", "alpha_factor"), [(0, 1.0), (1, 10.0), (2, 100.0)])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_rounding_allowance_covers_the_measured_defect(dtype):
+def test_rounding_allowance_covers_the_measured_defect(dtype, seed, alpha_factor, size):
     """Max over frequencies of ||Q(f)||_2 of the *computed* Q (in float64), large alpha included."""
-    for seed, alpha_factor in ((0, 1.0), (1, 10.0), (2, 100.0)):
-        generator = torch.Generator().manual_seed(seed)
-        layer = CayleyConv2d(6, 4, 3).to(dtype)
-        with torch.no_grad():
-            layer.weight.copy_(torch.randn(layer.weight.shape, generator=generator))
-            layer.alpha.mul_(alpha_factor)
-        for size in (5, 8, 13, 16):
-            with torch.no_grad():
-                weights = frequency_weights(layer.weight, layer.alpha, size, size)
-            norms = torch.linalg.matrix_norm(weights.to(torch.complex128), ord=2)
-            assert norms.max().item() <= layer.lipschitz_bound()
+    generator = torch.Generator().manual_seed(seed)
+    layer = CayleyConv2d(6, 4, 3).to(dtype)
+    with torch.no_grad():
+        layer.weight.copy_(torch.randn(layer.weight.shape, generator=generator))
+        layer.alpha.mul_(alpha_factor)
+        weights = frequency_weights(layer.weight, layer.alpha, size, size)
+    norms = torch.linalg.matrix_norm(weights.to(torch.complex128), ord=2)
+    assert norms.max().item() <= layer.lipschitz_bound()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_rounding_allowance_covers_the_measured_defect_of_a_dense_layer(dtype):
     dense = CayleyLinear(9, 5).to(dtype)
     with torch.no_grad():
         dense.alpha.mul_(50.0)

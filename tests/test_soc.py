@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_family_conformance import assert_bound_holds, maximise_output_norm, randomise
 
 import aol
 from aol.nn.bounds import exponential_tail
+from aol.testing import assert_bound_holds, maximise_output_norm, randomise
 from aol.verify import jacobian_singular_values
 from baselines.soc import SOCConv2d, SOCConv2dInference, SOCLinear, skew_filter
 
@@ -24,12 +24,12 @@ def test_eval_mode_is_orthogonal_on_square_shapes(kernel_size):
     assert (singular_values - 1).abs().max() < 1e-4
 
 
-def test_eval_mode_is_an_isometry_when_channels_grow_and_a_coisometry_when_they_shrink():
-    growing = SOCConv2d(3, 6, 3).double().eval()
-    values = jacobian_singular_values(growing, (3, SIZE, SIZE))
-    assert values.numel() == 3 * SIZE * SIZE and (values - 1).abs().max() < 1e-4
-    shrinking = SOCConv2d(6, 3, 3).double().eval()
-    values = jacobian_singular_values(shrinking, (6, SIZE, SIZE))
+@pytest.mark.parametrize(
+    ("c_in", "c_out"), [pytest.param(3, 6, id="growing"), pytest.param(6, 3, id="shrinking")]
+)
+def test_eval_mode_is_an_isometry_when_channels_grow_and_a_coisometry_when_they_shrink(c_in, c_out):
+    layer = SOCConv2d(c_in, c_out, 3).double().eval()
+    values = jacobian_singular_values(layer, (c_in, SIZE, SIZE))
     assert values.numel() == 3 * SIZE * SIZE and (values - 1).abs().max() < 1e-4
 
 
@@ -113,13 +113,20 @@ def test_export_stores_the_scaled_filter_and_matches():
     torch.testing.assert_close(dense.export()(features), dense(features), rtol=1e-5, atol=1e-5)
 
 
-def test_unsupported_settings_raise():
-    with pytest.raises(ValueError, match="zeros"):
-        SOCConv2d(3, 3, 3, padding_mode="circular")
-    with pytest.raises(ValueError, match="odd"):
-        SOCConv2d(3, 3, 2)
-    with pytest.raises(ValueError, match="stride 1"):
-        SOCConv2d(3, 3, 3, stride=2)
+@pytest.mark.parametrize(
+    ("kernel_size", "options", "hint"),
+    [
+        pytest.param(3, {"padding_mode": "circular"}, "zeros", id="circular-padding"),
+        pytest.param(2, {}, "odd", id="even-kernel"),
+        pytest.param(3, {"stride": 2}, "stride 1", id="stride-2"),
+    ],
+)
+def test_unsupported_settings_raise(kernel_size, options, hint):
+    with pytest.raises(ValueError, match=hint):
+        SOCConv2d(3, 3, kernel_size, **options)
+
+
+def test_input_with_the_wrong_channels_raises():
     with pytest.raises(ValueError, match="input"):
         SOCConv2d(3, 3, 3)(torch.randn(1, 4, 6, 6))
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_family_conformance import randomise
 
+from aol.testing import randomise
 from aol.verify import jacobian_singular_values
 from baselines.spectral import SpectralConv2d, SpectralLinear
 
@@ -93,10 +93,18 @@ def test_dense_bound_is_the_exact_norm_over_sigma():
     assert torch.linalg.matrix_norm(layer.export().weight, 2).item() == pytest.approx(1.0)
 
 
-def test_unsupported_settings_raise():
-    with pytest.raises(ValueError, match="padding_mode"):
-        SpectralConv2d(3, 3, 3, padding_mode="reflect")
-    with pytest.raises(ValueError, match="stride 1"):
-        SpectralConv2d(3, 3, 3, stride=2)
+@pytest.mark.parametrize(
+    ("options", "hint"),
+    [
+        pytest.param({"padding_mode": "reflect"}, "padding_mode", id="reflect-padding"),
+        pytest.param({"stride": 2}, "stride 1", id="stride-2"),
+    ],
+)
+def test_unsupported_settings_raise(options, hint):
+    with pytest.raises(ValueError, match=hint):
+        SpectralConv2d(3, 3, 3, **options)
+
+
+def test_input_with_the_wrong_channels_raises():
     with pytest.raises(ValueError, match="expected input"):
         SpectralConv2d(3, 3, 3)(torch.randn(1, 2, 6, 6))
