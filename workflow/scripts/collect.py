@@ -31,8 +31,10 @@ def read_json(path: Path) -> dict:
         return json.load(handle)
 
 
-def run_identity(result_path: Path) -> dict:
-    """(dataset, architecture, family, variant, seed) from .../D/A/F/V/seedS/result.json."""
+def identity_from_path(result_path: Path) -> dict:
+    """(dataset, architecture, family, variant, seed) from .../D/A/F/V/seedS/result.json: the
+    pipeline's run folder layout (RUN_DIR in workflow/rules/common.smk), the only place that
+    names the variant; a failed run's record has no identity of its own."""
     dataset, architecture, family, variant, seed_folder = result_path.parts[-6:-1]
     return dict(
         dataset=dataset,
@@ -83,7 +85,7 @@ def run_row(result_path: Path, certificate_path: Path | None) -> dict:
         if certificate_path is not None and certificate_path.exists()
         else None
     )
-    row = run_identity(result_path)
+    row = identity_from_path(result_path)
     row["status"] = run_status(result, certificate)
     row["train_status"] = result.get("status", "failed")
     row["certify_status"] = None if certificate is None else certificate.get("status")
@@ -119,7 +121,7 @@ def run_row(result_path: Path, certificate_path: Path | None) -> dict:
 
 
 def curve_rows(result_path: Path) -> list[dict]:
-    identity = run_identity(result_path)
+    identity = identity_from_path(result_path)
     rows = []
     for epoch in RunFolder(result_path.parent).read_metrics():
         row = dict(identity)
