@@ -16,8 +16,7 @@ from collections.abc import Iterable
 
 import torch
 
-#: The radii the papers report (AOL paper Tables 3-4; 1LLC Table 2): 36/255, 72/255, 108/255 and 1.
-PAPER_EPSILONS = (36 / 255, 72 / 255, 108 / 255, 1.0)
+from aol.radius import PAPER_RADII, Radius
 
 
 def margins(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -29,26 +28,26 @@ def margins(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 
 def certified_mask(
-    scores: torch.Tensor, labels: torch.Tensor, epsilon: float, lipschitz_bound: float
+    scores: torch.Tensor, labels: torch.Tensor, radius: Radius | float, lipschitz_bound: float
 ) -> torch.Tensor:
-    """Boolean per point: correct and certified at radius ``epsilon``."""
+    """Boolean per point: correct and certified at ``radius`` (a Radius or a float >= 0)."""
     if lipschitz_bound is None or not math.isfinite(lipschitz_bound) or lipschitz_bound <= 0:
         raise ValueError(
             f"certification needs a finite positive Lipschitz bound, got {lipschitz_bound!r}"
         )
     point_margins = margins(scores, labels)
     correct = scores.argmax(dim=1) == labels
-    return correct & (point_margins > math.sqrt(2) * lipschitz_bound * epsilon)
+    return correct & (point_margins > math.sqrt(2) * lipschitz_bound * float(radius))
 
 
 def certified_robust_accuracy(
     scores: torch.Tensor,
     labels: torch.Tensor,
-    epsilons: Iterable[float] = PAPER_EPSILONS,
+    radii: Iterable[Radius | float] = PAPER_RADII,
     lipschitz_bound: float = 1.0,
-) -> dict[float, float]:
-    """Fraction of points that are correct and certified, for each radius."""
+) -> dict[Radius | float, float]:
+    """Fraction of points that are correct and certified, for each radius (keyed as given)."""
     return {
-        float(eps): certified_mask(scores, labels, eps, lipschitz_bound).double().mean().item()
-        for eps in epsilons
+        radius: certified_mask(scores, labels, radius, lipschitz_bound).double().mean().item()
+        for radius in radii
     }

@@ -28,6 +28,9 @@ def test_digits_bench_prints_the_runs_numbers(tmp_path, capsys):
         assert row["broken"] == "0" and row["audits"] == "passed"
         assert float(row["steps s"]) <= float(row["train s"])
     assert rows["aol"]["status"] == "completed" and rows["standard"]["status"] == "no_bound"
-    certified = json.load(open(out / "aol" / "certify.json"))["certified_accuracy"]["36"]
-    assert rows["aol"]["cert 36 %"] == f"{100 * certified:.1f}"
-    assert rows["standard"]["cert 36 %"] == "-"
+    certified = json.load(open(out / "aol" / "certify.json"))["certified_accuracy"]
+    assert list(certified) == ["36/255", "72/255", "108/255", "1"]
+    for radius, value in certified.items():
+        assert rows["aol"][f"cert {radius} %"] == f"{100 * value:.1f}"
+        assert rows["standard"][f"cert {radius} %"] == "-"
+    assert "PGD 36/255 %" in columns

@@ -35,7 +35,7 @@ def test_certified_accuracy_is_sound_and_the_audits_pass(runs, tmp_path):
     code, report = certify(runs / "aol", tmp_path / "c.json")
     assert code == 0 and report["audits_passed"] and report["status"] == "completed"
     assert report["lipschitz_bound"] == 1.0 and report["test_points"] == 450
-    assert set(report["certified_accuracy"]) == {"36", "72", "108", "255"}
+    assert list(report["certified_accuracy"]) == ["36/255", "72/255", "108/255", "1"]
     for key, certified in report["certified_accuracy"].items():
         assert certified <= report["clean_accuracy"]
         assert report["broken_certificates"][key] == 0
@@ -58,7 +58,7 @@ def test_a_false_bound_is_caught_by_both_audits(runs, tmp_path, monkeypatch, cap
     assert not report["lipschitz_audit"]["passed"]
     assert not report["lipschitz_audit"]["network"]["passed"]
     assert not report["attack_audit"]["passed"]
-    assert report["broken_certificates"]["255"] > 0
+    assert report["broken_certificates"]["1"] > 0
 
 
 def test_scaled_up_weights_are_caught(runs, tmp_path, monkeypatch):
@@ -72,7 +72,7 @@ def test_scaled_up_weights_are_caught(runs, tmp_path, monkeypatch):
         return plain
 
     monkeypatch.setattr(AOLLinear, "export", scaled_export)
-    code, report = certify(runs / "aol", tmp_path / "c.json", "--epsilons", "1")
+    code, report = certify(runs / "aol", tmp_path / "c.json", "--radii", "1")
     assert code == 1 and not report["lipschitz_audit"]["passed"]
     assert any(layer["estimate"] > 1.9 for layer in report["lipschitz_audit"]["layers"])
 
@@ -89,11 +89,11 @@ def test_standard_family_has_no_bound_but_gets_an_attack(runs, tmp_path):
 def test_certificate_margins_are_float64_on_exported_weights(runs, tmp_path):
     """The certified accuracy equals an independent float64 recomputation."""
     from aol.engine import checkpoint, data
-    from aol.engine.train import build_model
+    from aol.engine.run_folder import build_model
 
     _, report = certify(runs / "aol", tmp_path / "c.json", "--attack-points", "0")
     saved = checkpoint.load(runs / "aol" / "checkpoint.pt")
-    model = build_model(saved["identity"], data.info("digits")).double()
+    model = build_model(saved["identity"]).double()
     model.load_state_dict(saved["model"])
     test = data.load("digits")
     with torch.no_grad():
@@ -101,7 +101,7 @@ def test_certificate_margins_are_float64_on_exported_weights(runs, tmp_path):
     margins = certificate.margins(scores, test.test_labels)
     correct = scores.argmax(1) == test.test_labels
     expected = (correct & (margins > 2**0.5 * 36 / 255)).double().mean().item()
-    assert report["certified_accuracy"]["36"] == pytest.approx(expected, abs=1 / 450 + 1e-12)
+    assert report["certified_accuracy"]["36/255"] == pytest.approx(expected, abs=1 / 450 + 1e-12)
 
 
 def test_diverged_run_and_missing_run(tmp_path, capsys):

@@ -7,8 +7,9 @@ import math
 import pytest
 import torch
 
-from aol.certificate import PAPER_EPSILONS, certified_robust_accuracy, margins
+from aol.certificate import certified_robust_accuracy, margins
 from aol.loss import OffsetCrossEntropy
+from aol.radius import PAPER_RADII, Radius
 
 
 def test_loss_matches_the_released_unit_test():
@@ -50,6 +51,10 @@ def test_threshold_is_strict_and_scales_with_the_bound():
     assert certified_robust_accuracy(scores, labels, [eps], 1.0)[eps] == pytest.approx(2 / 3)
     assert certified_robust_accuracy(scores, labels, [eps], 2.0)[eps] == pytest.approx(1 / 3)
     assert certified_robust_accuracy(scores, labels, [0.0], 1.0)[0.0] == pytest.approx(1.0)
+    # a Radius is the same threshold as its float, and keys its result
+    by_radius = certified_robust_accuracy(scores, labels, [Radius.parse("1/2")], 1.0)
+    assert by_radius == {Radius.parse(eps): pytest.approx(2 / 3)}
+    assert list(certified_robust_accuracy(scores, labels)) == list(PAPER_RADII)
     with pytest.raises(ValueError, match="bound"):
         certified_robust_accuracy(scores, labels, [eps], None)
 
@@ -64,8 +69,9 @@ def test_certified_points_of_a_linear_classifier_are_truly_robust():
     scores = points @ weight.T
     labels = scores.argmax(1)
     labels[::7] = (labels[::7] + 1) % 4  # some misclassified points
-    for eps in PAPER_EPSILONS:
-        fraction = certified_robust_accuracy(scores, labels, [eps], lipschitz_bound=1.0)[eps]
+    for radius in PAPER_RADII:
+        eps = float(radius)
+        fraction = certified_robust_accuracy(scores, labels, [radius], lipschitz_bound=1.0)[radius]
         certified = 0
         for score, label in zip(scores, labels, strict=True):
             others = [j for j in range(4) if j != label]

@@ -15,7 +15,7 @@ tables = load_script("tables")
 figures = load_script("figures")
 
 PUBLISHED = pd.read_csv(REPOSITORY / "results" / "reference" / "published.csv")
-RADII = ["36", "72", "108", "255"]
+RADII = ["36/255", "72/255", "108/255", "1"]  # the engine's keys: str(Radius)
 
 
 def write(path, payload):
@@ -194,7 +194,12 @@ def test_run_status_and_metrics(collected):
     assert status[("crashy", 0)] == "failed"
     aol_seed0 = runs[(runs["family"] == "aol") & (runs["seed"] == 0)].iloc[0]
     assert aol_seed0["clean"] == pytest.approx(80.0)
-    assert aol_seed0["cra_108"] == pytest.approx(50.0)
+    assert aol_seed0["certified_108/255"] == pytest.approx(50.0)
+    assert aol_seed0["certified_1"] == pytest.approx(20.0)
+    assert aol_seed0["empirical_36/255"] == pytest.approx(50.0)
+    certified = ["certified_36/255", "certified_72/255", "certified_108/255", "certified_1"]
+    assert [column for column in runs.columns if column.startswith("certified_")] == certified
+    assert [column for column in curves.columns if column.startswith("certified_")] == certified
     assert len(curves) == 8 * 3  # every epoch of every run that has metrics
     assert set(measurements["family"]) == {"aol", "standard"}
 
@@ -206,15 +211,15 @@ def test_mean_std_beside_published(collected):
     aol = table.loc["aol"]
     assert aol["clean_mean"] == pytest.approx(np.mean([80.0, 90.0]))
     assert aol["clean_std"] == pytest.approx(np.std([80.0, 90.0], ddof=1))
-    assert aol["cra_36_mean"] == pytest.approx(72.0)
+    assert aol["certified_36/255_mean"] == pytest.approx(72.0)
     assert aol["clean_published"] == 69.8  # AOL paper, Table 3, AOL-Small
-    assert aol["cra_255_published"] == 21.8
+    assert aol["certified_1_published"] == 21.8
     assert aol["clean_delta"] == pytest.approx(85.0 - 69.8)
     assert "Table 3" in aol["source"] and "AOL-Small" in aol["source"]
     # no published number: no source, no delta
     assert table.loc["standard", "source"] == ""
     assert math.isnan(table.loc["standard", "clean_delta"])
-    assert math.isnan(table.loc["standard", "cra_36_mean"])  # no bound, no certificate
+    assert math.isnan(table.loc["standard", "certified_36/255_mean"])  # no bound, no certificate
     # diverged, failed and audit-failed runs are counted, not averaged
     assert table.loc["shaky", "status"] == "0/2 completed, 2 diverged"
     assert math.isnan(table.loc["shaky", "clean_mean"])
@@ -244,8 +249,8 @@ def test_settings_pick_published_rows():
     row = dict(architecture="aol-small", family="aol", variant="offset-4sqrt2")
     method, setting = tables.reference_for(row, experiment["reference"])
     published = tables.published_values(PUBLISHED, experiment["reference"], method, setting)
-    assert published == {"clean": 59.8, "cra_36": 55.5, "cra_72": 50.9, "cra_108": 46.5,
-                         "cra_255": 30.8}  # fmt: skip
+    assert published == {"clean": 59.8, "certified_36/255": 55.5, "certified_72/255": 50.9,
+                         "certified_108/255": 46.5, "certified_1": 30.8}  # fmt: skip
 
 
 def test_formats(collected, tmp_path):
@@ -281,6 +286,8 @@ def test_no_published_columns_without_published_numbers(collected):
     table = tables.experiment_table(runs, experiment, [0, 1], PUBLISHED)
     display = tables.display_experiment(table)
     assert "Clean" in display.columns and "CRA 36/255" in display.columns
+    radius_columns = [column for column in display.columns if column.startswith("CRA")]
+    assert radius_columns == ["CRA 36/255", "CRA 72/255", "CRA 108/255", "CRA 1"]
     assert not [column for column in display.columns if "pub." in column or "Δ" in column]
     assert "Source" not in display.columns
 
@@ -337,3 +344,15 @@ def test_figures_are_drawn(collected, tmp_path, name):
     plotted = sum(len(axis.lines) + len(axis.collections) + len(axis.patches)
                   for axis in figure.axes)  # fmt: skip
     assert plotted > 0
+
+
+def test_figures_place_and_label_each_radius_by_its_value_and_text(collected):
+    runs, curves, measurements = collected
+    figure = figures.draw("certified_accuracy_vs_epsilon", runs, curves, measurements)
+    radii = {round(x, 12) for axis in figure.axes for line in axis.lines for x in line.get_xdata()}
+    assert {0.0, round(36 / 255, 12), round(108 / 255, 12), 1.0} <= radii
+    figure = figures.draw("accuracy_vs_training_time", runs, curves, measurements)
+    assert [axis.get_title() for axis in figure.axes] == ["clean accuracy", "certified at 36/255"]
+    figure = figures.draw("training_curves", runs, curves, measurements)
+    labels = {text.get_text() for legend in figure.legends for text in legend.get_texts()}
+    assert {"test accuracy", "certified at 36/255"} <= labels

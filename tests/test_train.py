@@ -61,7 +61,7 @@ def test_outputs_follow_the_contract_and_rerun_is_a_no_op(tmp_path, capsys):
                 "torch_version", "threads", "num_parameters"):  # fmt: skip
         assert key in result, key
     assert result["recipe"] == "digits" and result["hyperparameters"]["epochs"] == 2
-    assert set(result["test_certified_accuracy"]) == {"36", "72", "108", "255"}
+    assert list(result["test_certified_accuracy"]) == ["36/255", "72/255", "108/255", "1"]
     assert result["lipschitz_bound"] == 1.0 and result["threads"] == 1
     rows = [json.loads(line) for line in open(out / "metrics.jsonl")]
     assert [row["epoch"] for row in rows] == [1, 2]
@@ -71,6 +71,23 @@ def test_outputs_follow_the_contract_and_rerun_is_a_no_op(tmp_path, capsys):
     assert os.path.getmtime(out / "result.json") == modified
     # another configuration in the same folder is refused
     assert main(["train", *ARGS, "--out", str(out), "--epochs", "3", "--batch-size", "300"]) == 2
+
+
+def test_monitoring_radii_are_not_part_of_the_run_identity(tmp_path, capsys):
+    out, extra = tmp_path / "run", ["--epochs", "1", "--batch-size", "300"]
+    assert main(["train", *ARGS, "--out", str(out), *extra, "--radii", "1", "0.5"]) == 0
+    result = json.load(open(out / "result.json"))
+    assert list(result["test_certified_accuracy"]) == ["1", "0.5"]
+    assert "cert 1 " in capsys.readouterr().err
+    weights = final_weights(out)
+    # a finished run is reported, and an unfinished one resumed, whatever the radii
+    assert main(["train", *ARGS, "--out", str(out), *extra, "--radii", "36/255"]) == 0
+    os.remove(out / "result.json")
+    assert main(["train", *ARGS, "--out", str(out), *extra, "--radii", "36/255"]) == 0
+    assert "resuming" in capsys.readouterr().err
+    resumed = json.load(open(out / "result.json"))
+    assert resumed["status"] == "completed" and resumed["epochs_completed"] == 1
+    assert all(torch.equal(weights[key], final_weights(out)[key]) for key in weights)
 
 
 def test_eval_every_skips_test_metrics_between_evaluations_without_changing_training(tmp_path):

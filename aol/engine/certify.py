@@ -16,35 +16,31 @@ Sec. 6; Tsuzuku et al., NeurIPS 2018).
 4. Attack audit (``aol.engine.attack.pgd_l2``) at each eps on the first ``attack_points``
    test points: no certified point may be broken. The search runs on the float32
    export (fast); every break it claims is confirmed on the float64 export.
+
+Every per-radius number is keyed by the radius's text (``str(Radius)``: "36/255", "1").
 """
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass
 
 import torch
 
 import aol
-from aol.certificate import PAPER_EPSILONS, certified_mask
-from aol.engine import checkpoint, data
+from aol.certificate import certified_mask
+from aol.engine import data
 from aol.engine.attack import STEP_SIZE_FACTOR, pgd_l2
 from aol.engine.audit import lipschitz_audit
-from aol.engine.train import RESULT_FILE, build_model
-from aol.radius import epsilon_key
+from aol.engine.run_folder import RunFolder, build_model
+from aol.radius import PAPER_RADII, Radius
 
 SCORE_BATCH = 500
-
-
-class RunNotReadyError(ValueError):
-    """The run folder has no finished training run."""
 
 
 @dataclass(frozen=True)
 class CertifyConfig:
     run: str
-    epsilons: tuple[float, ...] = PAPER_EPSILONS
+    radii: tuple[Radius, ...] = PAPER_RADII
     attack_points: int = 100
     attack_steps: int = 50
     attack_restarts: int = 2
@@ -54,14 +50,14 @@ class CertifyConfig:
     data_dir: str = "data"
 
 
-def read_run_result(run: str) -> dict:
-    result_path = os.path.join(run, RESULT_FILE)
-    if not os.path.exists(result_path):
-        raise RunNotReadyError(
-            f"{run} has no {RESULT_FILE}: train first (python -m aol train ... --out {run})"
-        )
-    with open(result_path) as stream:
-        return json.load(stream)
+@dataclass(frozen=True)
+class TrainedModels:
+    """The trained network in float64, its float64 and float32 exports, and its bound."""
+
+    trained: torch.nn.Module
+    exported: torch.nn.Module
+    exported32: torch.nn.Module
+    bound: float | None
 
 
 def _scores(model, images: torch.Tensor) -> torch.Tensor:
@@ -72,99 +68,115 @@ def _scores(model, images: torch.Tensor) -> torch.Tensor:
 
 
 def certify(config: CertifyConfig) -> dict:
-    result = read_run_result(config.run)
-    keys = [epsilon_key(e) for e in config.epsilons]
+    """The certification report of the run in ``config.run`` (see the module docstring)."""
+    result = RunFolder(config.run).read_result()
     report = {
         "run": config.run,
         "status": result["status"],
         **{k: result.get(k) for k in ("dataset", "architecture", "family", "seed")},
-        "epsilons": list(config.epsilons),
+        "epsilons": [str(radius) for radius in config.radii],
         "device": str(config.device),
     }
     if result["status"] == "diverged":
-        skipped = {"passed": True, "skipped": "the run diverged"}
-        report.update(
-            lipschitz_bound=None,
-            test_points=0,
-            clean_accuracy=None,
-            certified_accuracy=dict.fromkeys(keys),
-            empirical_robust_accuracy=dict.fromkeys(keys),
-            broken_certificates=dict.fromkeys(keys),
-            lipschitz_audit=skipped,
-            attack_audit=dict(skipped),
-            audits_passed=True,
-        )
-        return report
+        return diverged_report(report, config.radii)
+    models = load_trained_models(config.run, config.device)
+    dataset = data.load(result["dataset"], config.data_dir, download=False)
+    images = dataset.test_images.to(config.device, torch.float64)
+    labels = dataset.test_labels.to(config.device)
+    scores = _scores(models.exported, images)
+    correct = scores.argmax(1) == labels
+    report.update(
+        status="completed" if models.bound is not None else "no_bound",
+        lipschitz_bound=models.bound,
+        test_points=len(labels),
+        clean_accuracy=correct.double().mean().item(),
+    )
+    certified = {
+        radius: None
+        if models.bound is None
+        else certified_mask(scores, labels, radius, models.bound)
+        for radius in config.radii
+    }
+    report["certified_accuracy"] = {
+        str(radius): None if mask is None else mask.double().mean().item()
+        for radius, mask in certified.items()
+    }
+    report["lipschitz_audit"] = lipschitz_audit(
+        models.trained,
+        models.exported,
+        images[: config.audit_points],
+        models.bound,
+        config.audit_iterations,
+    )
+    report.update(attack_audit(config, models, images, labels, correct, certified))
+    report["audits_passed"] = bool(
+        report["lipschitz_audit"]["passed"] and report["attack_audit"]["passed"]
+    )
+    return report
 
-    saved = checkpoint.load(os.path.join(config.run, checkpoint.CHECKPOINT_FILE))
-    info = data.info(result["dataset"])
-    trained = build_model(saved["identity"], info)
+
+def diverged_report(report: dict, radii: tuple[Radius, ...]) -> dict:
+    """A diverged run has no model to certify: every number is null, the audits skipped."""
+    keys = [str(radius) for radius in radii]
+    skipped = {"passed": True, "skipped": "the run diverged"}
+    report.update(
+        lipschitz_bound=None,
+        test_points=0,
+        clean_accuracy=None,
+        certified_accuracy=dict.fromkeys(keys),
+        empirical_robust_accuracy=dict.fromkeys(keys),
+        broken_certificates=dict.fromkeys(keys),
+        lipschitz_audit=skipped,
+        attack_audit=dict(skipped),
+        audits_passed=True,
+    )
+    return report
+
+
+def load_trained_models(run: str, device: torch.device) -> TrainedModels:
+    """Rebuild the run's network from its checkpoint, convert it to float64 (the raw
+    parameters convert exactly), take its bound, and export it in float64 and float32."""
+    saved = RunFolder(run).load_checkpoint()
+    trained = build_model(saved["identity"])
     trained.load_state_dict(saved["model"])
-    trained = trained.to(config.device).eval()
+    trained = trained.to(device).eval()
     exported32 = aol.export(trained)  # only for the attack's fast search
     trained = trained.to(torch.float64)
     bound = aol.network_lipschitz_bound(trained)
     exported = aol.export(trained)
     for parameter in [*exported.parameters(), *exported32.parameters()]:
         parameter.requires_grad_(False)
+    return TrainedModels(trained, exported, exported32, bound)
 
-    dataset = data.load(result["dataset"], config.data_dir, download=False)
-    images = dataset.test_images.to(config.device, torch.float64)
-    labels = dataset.test_labels.to(config.device)
-    scores = _scores(exported, images)
-    correct = scores.argmax(1) == labels
-    report.update(
-        status="completed" if bound is not None else "no_bound",
-        lipschitz_bound=bound,
-        test_points=len(labels),
-        clean_accuracy=correct.double().mean().item(),
-    )
 
-    certified: dict[str, torch.Tensor | None] = {}
-    for epsilon, key in zip(config.epsilons, keys, strict=True):
-        certified[key] = None if bound is None else certified_mask(scores, labels, epsilon, bound)
-    report["certified_accuracy"] = {
-        key: None if mask is None else mask.double().mean().item()
-        for key, mask in certified.items()
-    }
-
-    audit_points = images[: config.audit_points]
-    report["lipschitz_audit"] = lipschitz_audit(
-        trained, exported, audit_points, bound, config.audit_iterations
-    )
-
+def attack_audit(
+    config: CertifyConfig,
+    models: TrainedModels,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    correct: torch.Tensor,
+    certified: dict[Radius, torch.Tensor | None],
+) -> dict:
+    """PGD at each radius on the first ``attack_points`` test points: the empirical robust
+    accuracy, and how many certified points the attack broke (must be 0)."""
     attacked = min(config.attack_points, len(labels))
-    attack_images, attack_labels = images[:attacked], labels[:attacked]
     empirical, broken_counts, certified_counts = {}, {}, {}
-    for epsilon, key in zip(config.epsilons, keys, strict=True):
-        if attacked == 0:
-            empirical[key], broken_counts[key], certified_counts[key] = None, 0, 0
-            continue
-        attack = pgd_l2(
-            exported32,
-            attack_images.float(),
-            attack_labels,
-            epsilon,
-            config.attack_steps,
-            config.attack_restarts,
-            check_model=exported,
+    for radius, mask in certified.items():
+        key = str(radius)
+        empirical[key], certified_counts[key], broken_counts[key] = attack_at_radius(
+            config,
+            models,
+            radius,
+            images[:attacked],
+            labels[:attacked],
+            correct[:attacked],
+            None if mask is None else mask[:attacked],
         )
-        robust = correct[:attacked] & ~attack.broken
-        empirical[key] = robust.double().mean().item()
-        mask = certified[key]
-        certified_here = (
-            torch.zeros(attacked, dtype=torch.bool, device=labels.device)
-            if mask is None
-            else mask[:attacked]
-        )
-        certified_counts[key] = int(certified_here.sum())
-        broken_counts[key] = int((certified_here & attack.broken).sum())
-    attack_passed = all(count == 0 for count in broken_counts.values())
-    report.update(
-        empirical_robust_accuracy=empirical,
-        broken_certificates=broken_counts,
-        attack_audit={
-            "passed": attack_passed,
+    return {
+        "empirical_robust_accuracy": empirical,
+        "broken_certificates": broken_counts,
+        "attack_audit": {
+            "passed": all(count == 0 for count in broken_counts.values()),
             "points": attacked,
             "clean_accuracy_on_points": correct[:attacked].double().mean().item()
             if attacked
@@ -177,6 +189,33 @@ def certify(config: CertifyConfig) -> dict:
             "certified_points": certified_counts,
             "broken_certificates": broken_counts,
         },
+    }
+
+
+def attack_at_radius(
+    config: CertifyConfig,
+    models: TrainedModels,
+    radius: Radius,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    correct: torch.Tensor,
+    certified: torch.Tensor | None,
+) -> tuple[float | None, int, int]:
+    """PGD at one radius on the attacked points: (empirical robust accuracy, certified
+    points, certified points the attack broke); (None, 0, 0) without points."""
+    if len(labels) == 0:
+        return None, 0, 0
+    attack = pgd_l2(
+        models.exported32,
+        images.float(),
+        labels,
+        float(radius),
+        config.attack_steps,
+        config.attack_restarts,
+        check_model=models.exported,
     )
-    report["audits_passed"] = bool(report["lipschitz_audit"]["passed"] and attack_passed)
-    return report
+    robust = correct & ~attack.broken
+    if certified is None:
+        certified = torch.zeros(len(labels), dtype=torch.bool, device=labels.device)
+    broken = int((certified & attack.broken).sum())
+    return robust.double().mean().item(), int(certified.sum()), broken

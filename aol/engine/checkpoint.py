@@ -6,6 +6,7 @@ the data-order and augmentation generators, CUDA's when used). The learning-rate
 schedule is a pure function of the epoch (``aol.engine.recipes.epoch_settings``), so the
 epoch is its whole state. Files are written to a temporary name, flushed and
 renamed, so a crash leaves either the old or the new checkpoint, never half of one.
+Its place in a run folder is ``aol.engine.run_folder``.
 """
 
 from __future__ import annotations
@@ -15,8 +16,6 @@ import os
 import torch
 
 from aol.engine.runtime import write_atomically
-
-CHECKPOINT_FILE = "checkpoint.pt"
 
 
 def save(path: str | os.PathLike, state: dict) -> None:

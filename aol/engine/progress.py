@@ -32,10 +32,13 @@ class Progress:
         self.stream.flush()
 
     def epoch_end(self, metrics: dict) -> None:
+        """One line per epoch; of the monitoring certificate (keyed by radius, in the
+        configured order) it shows the first radius, e.g. ``cert 36/255 0.600``."""
         certified = metrics.get("test_certified_accuracy") or {}
         test = metrics.get("test_accuracy")
         test_text = "" if test is None else f" test_acc {test:.3f}"
-        certified_text = f" cert36 {certified['36']:.3f}" if "36" in certified else ""
+        radius, value = next(iter(certified.items()), (None, None))
+        certified_text = "" if value is None else f" cert {radius} {value:.3f}"
         line = (
             f"epoch {metrics['epoch']}/{self.epochs} loss {metrics['train_loss']:.4f} "
             f"acc {metrics['train_accuracy']:.3f}{test_text}"

@@ -5,8 +5,11 @@ SGD with a per-epoch schedule, per-epoch test metrics, atomic checkpoints, resum
 
 * ``checkpoint.pt`` every ``checkpoint_every`` epochs and at the end (``aol.engine.checkpoint``);
 * ``metrics.jsonl``: one JSON object per finished epoch (test metrics every
-  ``eval_every`` epochs and at the last one, null in between);
+  ``eval_every`` epochs and at the last one, null in between; the monitoring certificate
+  at ``radii``, keyed by their text, e.g. ``"36/255"``);
 * ``result.json`` last (status ``completed`` or ``diverged``).
+
+The folder's files and the run's identity are ``aol.engine.run_folder``.
 
 Running it again with the same configuration resumes from the checkpoint; on CPU
 the resumed run ends with exactly the weights of an uninterrupted one (the data
@@ -16,28 +19,27 @@ and the epoch). A NaN/Inf loss or weight stops the run with status ``diverged``.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 import aol
-from aol import architectures, families
-from aol.certificate import PAPER_EPSILONS, certified_robust_accuracy
+from aol.certificate import certified_robust_accuracy
 from aol.engine import checkpoint, data, recipes
 from aol.engine.augment import Augmentation
 from aol.engine.progress import Progress
-from aol.engine.runtime import environment, synchronise, write_atomically, write_json_atomically
+from aol.engine.run_folder import RunFolder, build_model, run_identity
+from aol.engine.runtime import environment, synchronise
 from aol.loss import OffsetCrossEntropy
-from aol.radius import epsilon_key
+from aol.radius import PAPER_RADII, Radius
 
-METRICS_FILE = "metrics.jsonl"
-RESULT_FILE = "result.json"
 EVALUATION_BATCH = 1000
+TEST_METRICS = ("test_loss", "test_accuracy", "test_certified_accuracy")
 
 
 @dataclass(frozen=True)
@@ -59,32 +61,20 @@ class TrainConfig:
     #: compile the training step's forward/backward with CUDA graphs (torch.compile
     #: mode "reduce-overhead"); not part of the run's identity (same math)
     compile: bool = False
+    #: radii of the per-epoch monitoring certificate; not part of the run's identity
+    #: (a run may resume with other radii)
+    radii: tuple[Radius, ...] = PAPER_RADII
 
     def identity(self) -> dict:
-        """What makes two runs the same run (a checkpoint must match it to be resumed)."""
-        return {
-            "dataset": self.dataset,
-            "architecture": self.architecture,
-            "family": self.family,
-            "seed": self.seed,
-            "recipe": self.recipe_name,
-            "hyperparameters": self.recipe.as_dict(),
-        }
-
-
-class RunMismatchError(ValueError):
-    """The output folder holds a run with another configuration."""
-
-
-def build_model(config_or_identity, info: data.DatasetInfo) -> nn.Sequential:
-    identity = config_or_identity
-    return architectures.build(
-        identity["architecture"],
-        families.get(identity["family"]),
-        info.num_classes,
-        info.channels,
-        info.image_size,
-    )
+        """What makes two runs the same run (``aol.engine.run_folder.run_identity``)."""
+        return run_identity(
+            self.dataset,
+            self.architecture,
+            self.family,
+            self.seed,
+            self.recipe_name,
+            self.recipe.as_dict(),
+        )
 
 
 def make_optimiser(model: nn.Module, recipe: recipes.Recipe) -> torch.optim.SGD:
@@ -116,7 +106,14 @@ def eval_mode_lipschitz_bound(model: nn.Module) -> float | None:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, images, labels, loss_fn, lipschitz_bound: float | None) -> dict:
+def evaluate(
+    model: nn.Module,
+    images,
+    labels,
+    loss_fn,
+    lipschitz_bound: float | None,
+    radii: tuple[Radius, ...] = PAPER_RADII,
+) -> dict:
     """Test loss, accuracy and (monitoring-only, float32 scores) certified accuracy.
 
     The authoritative certificate is ``python -m aol certify`` (float64, exported weights).
@@ -134,180 +131,286 @@ def evaluate(model: nn.Module, images, labels, loss_fn, lipschitz_bound: float |
         "test_certified_accuracy": None,
     }
     if lipschitz_bound is not None and math.isfinite(lipschitz_bound) and lipschitz_bound > 0:
-        cra = certified_robust_accuracy(scores, labels, PAPER_EPSILONS, lipschitz_bound)
-        metrics["test_certified_accuracy"] = {epsilon_key(e): v for e, v in cra.items()}
+        certified = certified_robust_accuracy(scores, labels, radii, lipschitz_bound)
+        metrics["test_certified_accuracy"] = {str(r): value for r, value in certified.items()}
     return metrics
 
 
-def _read_metrics(path: str, up_to_epoch: int) -> list[dict]:
-    if not os.path.exists(path):
-        return []
-    with open(path) as stream:
-        rows = [json.loads(line) for line in stream if line.strip()]
-    return [row for row in rows if row["epoch"] <= up_to_epoch]
+def epoch_batches(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    batch_size: int,
+    order_generator: torch.Generator,
+    augmentation: Augmentation | None,
+    augment_generator: torch.Generator,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """One epoch's training batches, cut on the data's device from a new random order
+    (one ``torch.randperm`` on ``order_generator``, a CPU generator) and augmented per batch
+    with ``augment_generator`` (``augmentation`` None: not augmented)."""
+    order = torch.randperm(len(labels), generator=order_generator).to(images.device)
+    for begin in range(0, len(labels), batch_size):
+        indices = order[begin : begin + batch_size]
+        batch_images, batch_labels = images[indices], labels[indices]
+        if augmentation is not None:
+            batch_images = augmentation(batch_images, augment_generator)
+        yield batch_images, batch_labels
 
 
-def _write_metrics(path: str, rows: list[dict]) -> None:
-    write_atomically(path, lambda stream: stream.writelines(json.dumps(r) + "\n" for r in rows))
+def training_step(
+    model: nn.Module, optimiser, loss_fn, images: torch.Tensor, labels: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One SGD step on a batch; returns the batch's loss and scores, detached."""
+    scores = model(images)
+    loss = loss_fn(scores, labels)
+    optimiser.zero_grad(set_to_none=True)
+    loss.backward()
+    optimiser.step()
+    return loss.detach(), scores.detach()
+
+
+@dataclass
+class Training:
+    """One training run in progress: built by ``prepare``, advanced by ``run_epoch``."""
+
+    config: TrainConfig
+    folder: RunFolder
+    identity: dict
+    dataset: data.Dataset
+    model: nn.Module
+    #: ``model``, compiled when ``config.compile`` (the same parameters)
+    step_model: nn.Module
+    optimiser: torch.optim.SGD
+    loss_fn: OffsetCrossEntropy
+    order_generator: torch.Generator
+    augment_generator: torch.Generator
+    augmentation: Augmentation | None
+    progress: Progress
+    start_epoch: int = 0
+    #: seconds of the finished epochs: all of them, and their training steps alone
+    elapsed: float = 0.0
+    train_seconds: float = 0.0
+    #: the Lipschitz bound of the latest evaluation
+    bound: float | None = None
+    rows: list[dict] = field(default_factory=list)
 
 
 def train(config: TrainConfig, progress_stream=None) -> dict:
     """Train (or resume, or report the finished run) and return the result dictionary."""
     os.makedirs(config.out, exist_ok=True)
-    checkpoint_path = os.path.join(config.out, checkpoint.CHECKPOINT_FILE)
-    metrics_path = os.path.join(config.out, METRICS_FILE)
-    result_path = os.path.join(config.out, RESULT_FILE)
+    folder = RunFolder(config.out)
     identity = config.identity()
+    saved = folder.load_checkpoint(identity)
+    finished = folder.finished_result(identity)
+    if finished is not None:
+        return finished
+    training = prepare(config, folder, identity, saved, progress_stream)
+    result = initial_result(training)
+    for epoch in range(training.start_epoch, config.recipe.epochs):
+        if not run_epoch(training, epoch, result):
+            break
+    return finish(training, result)
 
-    saved = checkpoint.load(checkpoint_path) if os.path.exists(checkpoint_path) else None
-    if saved is not None and saved["identity"] != identity:
-        raise RunMismatchError(
-            f"{config.out} holds another run ({json.dumps(saved['identity'])}); "
-            "use another --out or delete that folder"
-        )
-    if os.path.exists(result_path):
-        with open(result_path) as stream:
-            finished = json.load(stream)
-        if all(finished.get(key) == value for key, value in identity.items()):
-            return finished
-        raise RunMismatchError(f"{config.out} holds a finished run with another configuration")
 
+def prepare(config: TrainConfig, folder, identity, saved, progress_stream) -> Training:
+    """The data on the device, the seeded model, optimiser, loss and generators; the saved
+    state when resuming; metrics.jsonl cut back to the checkpoint's epoch."""
     info = data.info(config.dataset)
     dataset = data.load(config.dataset, config.data_dir, config.download).to(config.device)
     recipe = config.recipe
     torch.manual_seed(config.seed)
-    model = build_model(identity, info).to(config.device)
-    optimiser = make_optimiser(model, recipe)
-    loss_fn = OffsetCrossEntropy(recipe.offset, recipe.temperature)
-    # AOL-Small at batch 250 is host-bound on a GPU (hundreds of small kernels per
-    # step); CUDA graphs cut its step from ~28 ms to ~10 ms on an H200 (README).
-    step_model = torch.compile(model, mode="reduce-overhead") if config.compile else model
-    order_generator = torch.Generator().manual_seed(config.seed)
-    augment_generator = torch.Generator(device=config.device).manual_seed(config.seed + 1)
+    model = build_model(identity).to(config.device)
     augmentation = Augmentation(
         colour=info.colour, spatial=True, horizontal_flip=info.horizontal_flip
     )
-
-    start_epoch, elapsed, train_seconds = 0, 0.0, 0.0
+    training = Training(
+        config=config,
+        folder=folder,
+        identity=identity,
+        dataset=dataset,
+        model=model,
+        optimiser=make_optimiser(model, recipe),
+        loss_fn=OffsetCrossEntropy(recipe.offset, recipe.temperature),
+        # AOL-Small at batch 250 is host-bound on a GPU (hundreds of small kernels per
+        # step); CUDA graphs cut its step from ~28 ms to ~10 ms on an H200 (README).
+        step_model=torch.compile(model, mode="reduce-overhead") if config.compile else model,
+        order_generator=torch.Generator().manual_seed(config.seed),
+        augment_generator=torch.Generator(device=config.device).manual_seed(config.seed + 1),
+        augmentation=augmentation if recipe.augment else None,
+        progress=Progress(
+            recipe.epochs, math.ceil(len(dataset.train_labels) / recipe.batch_size), progress_stream
+        ),
+    )
     if saved is not None:
-        model.load_state_dict(saved["model"])
-        optimiser.load_state_dict(saved["optimiser"])
-        checkpoint.restore_random_states(saved["random_states"], order_generator, augment_generator)
-        start_epoch = saved["epoch"]
-        elapsed, train_seconds = saved["elapsed_seconds"], saved["train_seconds"]
-    rows = _read_metrics(metrics_path, start_epoch)
-    _write_metrics(metrics_path, rows)
+        resume(training, saved)
+    training.rows = folder.read_metrics(up_to_epoch=training.start_epoch)
+    folder.write_metrics(training.rows)
+    if training.start_epoch:
+        training.progress.message(f"resuming {config.out} after epoch {training.start_epoch}")
+    return training
 
-    num_train = len(dataset.train_labels)
-    steps_per_epoch = math.ceil(num_train / recipe.batch_size)
-    progress = Progress(recipe.epochs, steps_per_epoch, progress_stream)
-    if start_epoch:
-        progress.message(f"resuming {config.out} after epoch {start_epoch}")
 
-    def save_checkpoint(epoch: int) -> None:
-        checkpoint.save(
-            checkpoint_path,
-            {
-                "identity": identity,
-                "epoch": epoch,
-                "model": model.state_dict(),
-                "optimiser": optimiser.state_dict(),
-                "schedule": {"name": recipe.schedule, "next_epoch": epoch},
-                "random_states": checkpoint.random_states(order_generator, augment_generator),
-                "elapsed_seconds": elapsed,
-                "train_seconds": train_seconds,
-            },
-        )
+def resume(training: Training, saved: dict) -> None:
+    """Continue from a checkpoint: weights, optimiser, generators, epoch and clocks."""
+    training.model.load_state_dict(saved["model"])
+    training.optimiser.load_state_dict(saved["optimiser"])
+    checkpoint.restore_random_states(
+        saved["random_states"], training.order_generator, training.augment_generator
+    )
+    training.start_epoch = saved["epoch"]
+    training.elapsed, training.train_seconds = saved["elapsed_seconds"], saved["train_seconds"]
 
-    result = {
+
+def initial_result(training: Training) -> dict:
+    config = training.config
+    return {
         "status": "completed",
-        **identity,
-        "epochs": recipe.epochs,
-        "epochs_completed": start_epoch,
+        **training.identity,
+        "epochs": config.recipe.epochs,
+        "epochs_completed": training.start_epoch,
         **environment(config.device),
         "compiled": config.compile,
-        "num_parameters": sum(p.numel() for p in model.parameters()),
+        "num_parameters": sum(p.numel() for p in training.model.parameters()),
     }
-    for epoch in range(start_epoch, recipe.epochs):
-        lr, momentum = recipes.epoch_settings(recipe, epoch)
-        for group in optimiser.param_groups:
-            group["lr"], group["momentum"] = lr, momentum
-        model.train()
-        synchronise(config.device)
-        epoch_start = time.perf_counter()
-        order = torch.randperm(num_train, generator=order_generator).to(config.device)
-        loss_sum = torch.zeros((), device=config.device, dtype=torch.float64)
-        correct = torch.zeros((), device=config.device, dtype=torch.int64)
-        for step, begin in enumerate(range(0, num_train, recipe.batch_size), start=1):
-            indices = order[begin : begin + recipe.batch_size]
-            images, labels = dataset.train_images[indices], dataset.train_labels[indices]
-            if recipe.augment:
-                images = augmentation(images, augment_generator)
-            scores = step_model(images)
-            loss = loss_fn(scores, labels)
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-            loss_sum += loss.detach().double() * len(indices)
-            correct += (scores.detach().argmax(1) == labels).sum()
-            if progress.wants_update():
-                seen = min(begin + recipe.batch_size, num_train)
-                progress.step(epoch + 1, step, loss_sum.item() / seen, correct.item() / seen)
-        synchronise(config.device)
-        epoch_seconds = time.perf_counter() - epoch_start
-        train_loss = loss_sum.item() / num_train
-        if not math.isfinite(train_loss) or not parameters_finite(model):
-            result.update(
-                status="diverged",
-                diverged_at_epoch=epoch + 1,
-                test_accuracy=None,
-                test_certified_accuracy=None,
-                lipschitz_bound=None,
-            )
-            progress.message(f"diverged in epoch {epoch + 1}: loss {train_loss}")
-            break
-        if (epoch + 1) % config.eval_every == 0 or epoch + 1 == recipe.epochs:
-            bound = eval_mode_lipschitz_bound(model)
-            evaluation = evaluate(model, dataset.test_images, dataset.test_labels, loss_fn, bound)
-        else:
-            evaluation = dict.fromkeys(("test_loss", "test_accuracy", "test_certified_accuracy"))
-        synchronise(config.device)
-        total_seconds = time.perf_counter() - epoch_start
-        train_seconds += epoch_seconds
-        elapsed += total_seconds
-        row = {
-            "epoch": epoch + 1,
-            "lr": lr,
-            "momentum": momentum,
-            "train_loss": train_loss,
-            "train_accuracy": correct.item() / num_train,
-            **evaluation,
-            "epoch_seconds": epoch_seconds,
-            "eval_seconds": total_seconds - epoch_seconds,
-            "elapsed_seconds": elapsed,
-        }
-        rows.append(row)
-        with open(metrics_path, "a") as stream:
-            stream.write(json.dumps(row) + "\n")
-        progress.epoch_end(row)
-        result["epochs_completed"] = epoch + 1
-        if (epoch + 1) % config.checkpoint_every == 0 or epoch + 1 == recipe.epochs:
-            save_checkpoint(epoch + 1)
 
+
+def run_epoch(training: Training, epoch: int, result: dict) -> bool:
+    """Train epoch ``epoch`` (0-based), evaluate, record and checkpoint it; False (and the
+    result marked diverged) when its loss or the weights are not finite."""
+    config, num_train = training.config, len(training.dataset.train_labels)
+    lr, momentum = recipes.epoch_settings(config.recipe, epoch)
+    for group in training.optimiser.param_groups:
+        group["lr"], group["momentum"] = lr, momentum
+    training.model.train()
+    synchronise(config.device)
+    epoch_start = time.perf_counter()
+    loss_sum, correct = train_epoch(training, epoch)
+    synchronise(config.device)
+    epoch_seconds = time.perf_counter() - epoch_start
+    train_loss = loss_sum.item() / num_train
+    if not math.isfinite(train_loss) or not parameters_finite(training.model):
+        mark_diverged(training, epoch, train_loss, result)
+        return False
+    evaluation = evaluate_epoch(training, epoch)
+    synchronise(config.device)
+    total_seconds = time.perf_counter() - epoch_start
+    training.train_seconds += epoch_seconds
+    training.elapsed += total_seconds
+    row = {
+        "epoch": epoch + 1,
+        "lr": lr,
+        "momentum": momentum,
+        "train_loss": train_loss,
+        "train_accuracy": correct.item() / num_train,
+        **evaluation,
+        "epoch_seconds": epoch_seconds,
+        "eval_seconds": total_seconds - epoch_seconds,
+        "elapsed_seconds": training.elapsed,
+    }
+    record_epoch(training, row, result)
+    return True
+
+
+def train_epoch(training: Training, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The epoch's training steps; returns the summed loss (float64) and the number of
+    correct training predictions, both on the device (read only for the progress bar)."""
+    config, dataset = training.config, training.dataset
+    loss_sum = torch.zeros((), device=config.device, dtype=torch.float64)
+    correct = torch.zeros((), device=config.device, dtype=torch.int64)
+    seen = 0
+    batches = epoch_batches(
+        dataset.train_images,
+        dataset.train_labels,
+        config.recipe.batch_size,
+        training.order_generator,
+        training.augmentation,
+        training.augment_generator,
+    )
+    for step, (images, labels) in enumerate(batches, start=1):
+        loss, scores = training_step(
+            training.step_model, training.optimiser, training.loss_fn, images, labels
+        )
+        loss_sum += loss.double() * len(labels)
+        correct += (scores.argmax(1) == labels).sum()
+        seen += len(labels)
+        if training.progress.wants_update():
+            training.progress.step(epoch + 1, step, loss_sum.item() / seen, correct.item() / seen)
+    return loss_sum, correct
+
+
+def evaluate_epoch(training: Training, epoch: int) -> dict:
+    """Test metrics every ``eval_every`` epochs and after the last one; null in between."""
+    config, dataset = training.config, training.dataset
+    if (epoch + 1) % config.eval_every != 0 and epoch + 1 != config.recipe.epochs:
+        return dict.fromkeys(TEST_METRICS)
+    training.bound = eval_mode_lipschitz_bound(training.model)
+    return evaluate(
+        training.model,
+        dataset.test_images,
+        dataset.test_labels,
+        training.loss_fn,
+        training.bound,
+        config.radii,
+    )
+
+
+def mark_diverged(training: Training, epoch: int, train_loss: float, result: dict) -> None:
+    result.update(
+        status="diverged",
+        diverged_at_epoch=epoch + 1,
+        test_accuracy=None,
+        test_certified_accuracy=None,
+        lipschitz_bound=None,
+    )
+    training.progress.message(f"diverged in epoch {epoch + 1}: loss {train_loss}")
+
+
+def record_epoch(training: Training, row: dict, result: dict) -> None:
+    """Append the epoch's row to metrics.jsonl; checkpoint every ``checkpoint_every``
+    epochs and after the last one."""
+    epoch, config = row["epoch"], training.config
+    training.rows.append(row)
+    training.folder.append_metrics(row)
+    training.progress.epoch_end(row)
+    result["epochs_completed"] = epoch
+    if epoch % config.checkpoint_every == 0 or epoch == config.recipe.epochs:
+        save_checkpoint(training, epoch)
+
+
+def save_checkpoint(training: Training, epoch: int) -> None:
+    """Everything the run needs to continue after ``epoch`` finished epochs."""
+    training.folder.save_checkpoint(
+        {
+            "identity": training.identity,
+            "epoch": epoch,
+            "model": training.model.state_dict(),
+            "optimiser": training.optimiser.state_dict(),
+            "schedule": {"name": training.config.recipe.schedule, "next_epoch": epoch},
+            "random_states": checkpoint.random_states(
+                training.order_generator, training.augment_generator
+            ),
+            "elapsed_seconds": training.elapsed,
+            "train_seconds": training.train_seconds,
+        }
+    )
+
+
+def finish(training: Training, result: dict) -> dict:
+    """Complete the result with the final test metrics, bound and times; write result.json."""
+    rows, epochs = training.rows, training.config.recipe.epochs
     last = rows[-1] if rows else {}
     if result["status"] == "completed":
-        if start_epoch == recipe.epochs:  # resumed from the final checkpoint: nothing ran
-            bound = eval_mode_lipschitz_bound(model)
-        # else: the last epoch was evaluated above with these weights; its bound stands
+        if training.start_epoch == epochs:  # resumed from the final checkpoint: nothing ran
+            training.bound = eval_mode_lipschitz_bound(training.model)
+        # else: the last epoch was evaluated with these weights; its bound stands
         result.update(
             test_accuracy=last.get("test_accuracy"),
             test_certified_accuracy=last.get("test_certified_accuracy"),
-            lipschitz_bound=bound,
+            lipschitz_bound=training.bound,
         )
     result.update(
-        train_seconds=elapsed,
-        train_step_seconds=train_seconds,
-        seconds_per_epoch=train_seconds / max(len(rows), 1),
+        train_seconds=training.elapsed,
+        train_step_seconds=training.train_seconds,
+        seconds_per_epoch=training.train_seconds / max(len(rows), 1),
     )
-    write_json_atomically(result_path, result)
+    training.folder.write_result(result)
     return result

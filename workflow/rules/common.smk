@@ -13,6 +13,7 @@ import aol.architectures
 import aol.families
 import aol.engine.measure
 import aol.engine.recipes
+import aol.radius
 
 
 class ConfigError(ValueError):
@@ -168,10 +169,22 @@ def run_dir(wildcards):
     return RUN_DIR.format(**wildcards)
 
 
+def _radii(values):
+    """certify.epsilons, parsed once: the radii's canonical texts (36/255, 0.5, 1)."""
+    try:
+        return [str(aol.radius.Radius.parse(value)) for value in values]
+    except ValueError as error:
+        raise ConfigError(f"config key certify.epsilons: {error}") from error
+
+
+RADII = _radii(config["certify"]["epsilons"])
+
+
 def train_arguments(wildcards):
-    """Flags of `python -m aol train` for the variant, besides the run's identity."""
+    """Flags of `python -m aol train` for the variant, besides the run's identity; the
+    monitoring certificate uses the radii of certify.epsilons."""
     variant = VARIANTS[wildcards.variant]
-    arguments = ["--device", config["device"]]
+    arguments = ["--device", config["device"], "--radii", *RADII]
     for key in (
         "recipe",
         "epochs",
@@ -201,7 +214,7 @@ def dataset_files(wildcards):
 def certify_arguments(wildcards):
     certify = config["certify"]
     arguments = ["--device", config["device"], "--data-dir", config["data_dir"]]
-    arguments += ["--epsilons", *certify["epsilons"]]
+    arguments += ["--radii", *RADII]
     for key in ("attack_points", "attack_steps", "attack_restarts"):
         if certify.get(key) is not None:
             arguments += [f"--{key.replace('_', '-')}", str(certify[key])]

@@ -1,8 +1,10 @@
 """Gather the per-run JSON files of the engine into three flat CSV files.
 
 - runs.csv: one row per trained run (dataset, architecture, family, variant, seed),
-  with its status and its final metrics in percent;
-- curves.csv: one row per finished epoch of every run (from metrics.jsonl);
+  with its status and its final metrics in percent: clean, certified_<radius> and
+  empirical_<radius> per radius (the radius's text, e.g. certified_36/255, certified_1);
+- curves.csv: one row per finished epoch of every run (from metrics.jsonl), with
+  test_accuracy and certified_<radius> in percent;
 - measurements.csv: one row per measured (dataset, architecture, family), from one file per
   (dataset, architecture) in which every family was timed side by side with `standard`,
   with the ratios to `standard` of that same run.
@@ -20,6 +22,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from aol.engine.run_folder import RunFolder
+from aol.radius import Radius
+
 RUN_KEYS = ["dataset", "architecture", "family", "variant", "seed"]
 
 
@@ -28,8 +33,10 @@ def read_json(path: Path) -> dict:
         return json.load(handle)
 
 
-def run_identity(result_path: Path) -> dict:
-    """(dataset, architecture, family, variant, seed) from .../D/A/F/V/seedS/result.json."""
+def identity_from_path(result_path: Path) -> dict:
+    """(dataset, architecture, family, variant, seed) from .../D/A/F/V/seedS/result.json: the
+    pipeline's run folder layout (RUN_DIR in workflow/rules/common.smk), the only place that
+    names the variant; a failed run's record has no identity of its own."""
     dataset, architecture, family, variant, seed_folder = result_path.parts[-6:-1]
     return dict(
         dataset=dataset,
@@ -42,6 +49,21 @@ def run_identity(result_path: Path) -> dict:
 
 def percent(value) -> float:
     return math.nan if value is None else 100.0 * float(value)
+
+
+def certified_column(radius: Radius) -> str:
+    """The column of the certified accuracy at a radius: certified_36/255, certified_1."""
+    return f"certified_{radius}"
+
+
+def empirical_column(radius: Radius) -> str:
+    """The column of the accuracy under the attack audit at a radius: empirical_36/255."""
+    return f"empirical_{radius}"
+
+
+def per_radius(values: dict, column) -> dict:
+    """{"36/255": 0.7, ...} (a JSON object keyed by radius) -> {column(radius): 70.0, ...}."""
+    return {column(Radius.parse(key)): percent(value) for key, value in values.items()}
 
 
 def run_status(result: dict, certificate: dict | None) -> str:
@@ -59,13 +81,13 @@ def run_status(result: dict, certificate: dict | None) -> str:
 
 
 def run_row(result_path: Path, certificate_path: Path | None) -> dict:
-    result = read_json(result_path)
+    result = RunFolder(result_path.parent).read_result()
     certificate = (
         read_json(certificate_path)
         if certificate_path is not None and certificate_path.exists()
         else None
     )
-    row = run_identity(result_path)
+    row = identity_from_path(result_path)
     row["status"] = run_status(result, certificate)
     row["train_status"] = result.get("status", "failed")
     row["certify_status"] = None if certificate is None else certificate.get("status")
@@ -83,10 +105,8 @@ def run_row(result_path: Path, certificate_path: Path | None) -> dict:
         certified = result.get("test_certified_accuracy") or {}
         empirical = {}
         row["lipschitz_bound"] = result.get("lipschitz_bound")
-    for epsilon, value in certified.items():
-        row[f"cra_{epsilon}"] = percent(value)
-    for epsilon, value in empirical.items():
-        row[f"empirical_{epsilon}"] = percent(value)
+    row.update(per_radius(certified, certified_column))
+    row.update(per_radius(empirical, empirical_column))
     for key in (
         "epochs_completed",
         "epochs",
@@ -103,24 +123,16 @@ def run_row(result_path: Path, certificate_path: Path | None) -> dict:
 
 
 def curve_rows(result_path: Path) -> list[dict]:
-    metrics_path = result_path.parent / "metrics.jsonl"
-    if not metrics_path.exists():
-        return []
-    identity = run_identity(result_path)
+    identity = identity_from_path(result_path)
     rows = []
-    with open(metrics_path) as handle:
-        for line in handle:
-            if not line.strip():
-                continue
-            epoch = json.loads(line)
-            row = dict(identity)
-            for key in ("epoch", "lr", "train_loss", "train_accuracy", "test_loss"):
-                row[key] = epoch.get(key)
-            row["test_accuracy"] = percent(epoch.get("test_accuracy"))
-            for epsilon, value in (epoch.get("test_certified_accuracy") or {}).items():
-                row[f"cra_{epsilon}"] = percent(value)
-            row["elapsed_seconds"] = epoch.get("elapsed_seconds")
-            rows.append(row)
+    for epoch in RunFolder(result_path.parent).read_metrics():
+        row = dict(identity)
+        for key in ("epoch", "lr", "train_loss", "train_accuracy", "test_loss"):
+            row[key] = epoch.get(key)
+        row["test_accuracy"] = percent(epoch.get("test_accuracy"))
+        row.update(per_radius(epoch.get("test_certified_accuracy") or {}, certified_column))
+        row["elapsed_seconds"] = epoch.get("elapsed_seconds")
+        rows.append(row)
     return rows
 
 

@@ -23,12 +23,26 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from aol.radius import Radius  # noqa: E402
 
-def certified_columns(frame: pd.DataFrame) -> list[str]:
-    return sorted(
-        (column for column in frame.columns if column.startswith("cra_")),
-        key=lambda column: float(column.removeprefix("cra_")),
-    )
+#: runs.csv and curves.csv (workflow/scripts/collect.py) name the certified accuracy at a
+#: radius certified_<radius>, with the radius's text: certified_36/255, certified_1
+CERTIFIED_PREFIX = "certified_"
+
+
+def certified_columns(frame: pd.DataFrame) -> dict[str, Radius]:
+    """The certified-accuracy columns and their radii, from the smallest radius up."""
+    radii = {
+        column: Radius.parse(column.removeprefix(CERTIFIED_PREFIX))
+        for column in frame.columns
+        if column.startswith(CERTIFIED_PREFIX)
+    }
+    return dict(sorted(radii.items(), key=lambda item: item[1]))
+
+
+def metric_label(metric: str, radii: dict[str, Radius], other: str) -> str:
+    """ "certified at 36/255" for a certified-accuracy column, else ``other``."""
+    return f"certified at {radii[metric]}" if metric in radii else other
 
 
 def panel(frame: pd.DataFrame) -> pd.Series:
@@ -46,14 +60,15 @@ def certified_accuracy_vs_epsilon(runs: pd.DataFrame, curves, measurements):
     completed = runs[runs["status"] == "completed"]
     if completed.empty:
         return empty_figure("no completed run")
+    radii = certified_columns(completed)
     long = completed.assign(panel=panel(completed)).melt(
         id_vars=["panel", "family", "seed"],
-        value_vars=["clean", *certified_columns(completed)],
+        value_vars=["clean", *radii],
         var_name="metric",
         value_name="accuracy",
     )
     long["epsilon"] = long["metric"].map(
-        lambda metric: 0.0 if metric == "clean" else float(metric.removeprefix("cra_")) / 255
+        lambda metric: float(radii[metric]) if metric in radii else 0.0
     )
     long = long.dropna(subset=["accuracy"])
     grid = sns.relplot(
@@ -78,17 +93,15 @@ def accuracy_vs_training_time(runs: pd.DataFrame, curves, measurements):
     completed = runs[runs["status"] == "completed"]
     if completed.empty:
         return empty_figure("no completed run")
-    certified = certified_columns(completed)
-    value_vars = ["clean", *certified[:1]]
+    radii = certified_columns(completed)
+    value_vars = ["clean", *list(radii)[:1]]
     long = completed.melt(
         id_vars=["family", "architecture", "train_seconds"],
         value_vars=value_vars,
         var_name="metric",
         value_name="accuracy",
     ).dropna(subset=["accuracy"])
-    long["metric"] = long["metric"].map(
-        lambda m: "clean accuracy" if m == "clean" else f"certified at {m[4:]}/255"
-    )
+    long["metric"] = long["metric"].map(lambda m: metric_label(m, radii, "clean accuracy"))
     grid = sns.relplot(
         data=long,
         x="train_seconds",
@@ -138,8 +151,8 @@ def time_and_memory(runs, curves, measurements: pd.DataFrame):
 def training_curves(runs, curves: pd.DataFrame, measurements):
     if curves.empty:
         return empty_figure("no finished epoch")
-    certified = certified_columns(curves)
-    value_vars = ["test_accuracy", *certified[:1]]
+    radii = certified_columns(curves)
+    value_vars = ["test_accuracy", *list(radii)[:1]]
     long = (
         curves.assign(panel=panel(curves))
         .melt(
@@ -150,9 +163,7 @@ def training_curves(runs, curves: pd.DataFrame, measurements):
         )
         .dropna(subset=["accuracy"])
     )
-    long["metric"] = long["metric"].map(
-        lambda m: "test accuracy" if m == "test_accuracy" else f"certified at {m[4:]}/255"
-    )
+    long["metric"] = long["metric"].map(lambda m: metric_label(m, radii, "test accuracy"))
     grid = sns.relplot(
         data=long,
         x="epoch",

@@ -19,23 +19,33 @@ import sys
 
 import pandas as pd
 
+from aol.radius import Radius
+
 ROW_KEYS = ["architecture", "family", "variant"]
+#: runs.csv (workflow/scripts/collect.py) names the certified accuracy at a radius
+#: certified_<radius>, with the radius's text: certified_36/255, certified_1
+CERTIFIED_PREFIX = "certified_"
+
+
+def certified_radius(metric: str) -> Radius | None:
+    """The radius of a certified-accuracy metric (certified_36/255 -> 36/255), else None."""
+    if not metric.startswith(CERTIFIED_PREFIX):
+        return None
+    return Radius.parse(metric.removeprefix(CERTIFIED_PREFIX))
 
 
 def metric_columns(runs: pd.DataFrame) -> list[str]:
-    """clean, then cra_<radius> sorted by radius (radius in units of 1/255)."""
+    """clean, then certified_<radius> from the smallest radius to the largest."""
     certified = sorted(
-        (column for column in runs.columns if column.startswith("cra_")),
-        key=lambda column: float(column.removeprefix("cra_")),
+        (column for column in runs.columns if certified_radius(column) is not None),
+        key=certified_radius,
     )
     return ["clean", *certified]
 
 
 def metric_label(metric: str) -> str:
-    if metric == "clean":
-        return "Clean"
-    radius = metric.removeprefix("cra_")
-    return "CRA 1" if radius == "255" else f"CRA {radius}/255"
+    """Clean, or CRA and the radius's text: "CRA 36/255", "CRA 1"."""
+    return "Clean" if metric == "clean" else f"CRA {certified_radius(metric)}"
 
 
 def reference_for(row: dict, reference: dict | None) -> tuple[str, str] | None:
@@ -169,11 +179,8 @@ def _mean_std(row: pd.Series, metric: str, plus_minus: str) -> str:
 
 def display_experiment(table: pd.DataFrame, plus_minus: str = "±") -> pd.DataFrame:
     """The human-readable table: strings, mean ± std beside published and delta."""
-    metrics = [
-        column.removesuffix("_mean")
-        for column in table.columns
-        if column.endswith("_mean") and (column == "clean_mean" or column.startswith("cra_"))
-    ]
+    means = [column.removesuffix("_mean") for column in table.columns if column.endswith("_mean")]
+    metrics = [m for m in means if m == "clean" or certified_radius(m) is not None]
     display = pd.DataFrame(
         {
             "Architecture": table["architecture"],

@@ -8,18 +8,10 @@ import sys
 
 import torch
 
-from aol.certificate import PAPER_EPSILONS
-from aol.engine.certify import CertifyConfig, RunNotReadyError, certify, read_run_result
+from aol.engine.certify import CertifyConfig, certify
 from aol.engine.commands import UsageError, common
+from aol.engine.run_folder import RunFolder, RunNotReadyError
 from aol.engine.runtime import write_json_atomically
-from aol.radius import parse_epsilon
-
-
-def _epsilon(text: str) -> float:
-    try:
-        return parse_epsilon(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from error
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,12 +22,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--run", required=True, metavar="RUN_DIR")
     parser.add_argument("--out", required=True, metavar="FILE.json")
-    parser.add_argument(
+    common.add_radii_argument(
+        parser,
+        "--radii",
         "--epsilons",
-        type=_epsilon,
-        nargs="+",
-        default=list(PAPER_EPSILONS),
-        help="l2 radii in [0, 1] pixel space (default: 36/255 72/255 108/255 1)",
+        description="l2 radii in [0, 1] pixel space, e.g. 36/255 0.5 1",
     )
     parser.add_argument("--attack-points", type=common.non_negative_int, default=100)
     parser.add_argument("--attack-steps", type=common.positive_int, default=50)
@@ -56,7 +47,7 @@ def run(arguments: argparse.Namespace) -> int:
     if arguments.threads:
         torch.set_num_threads(arguments.threads)
     try:
-        result = read_run_result(arguments.run)
+        result = RunFolder(arguments.run).read_result()
     except RunNotReadyError as error:
         raise UsageError(str(error)) from error
     if result["status"] != "diverged":
@@ -64,7 +55,7 @@ def run(arguments: argparse.Namespace) -> int:
     report = certify(
         CertifyConfig(
             run=arguments.run,
-            epsilons=tuple(arguments.epsilons),
+            radii=tuple(arguments.radii),
             attack_points=arguments.attack_points,
             attack_steps=arguments.attack_steps,
             attack_restarts=arguments.attack_restarts,

@@ -10,6 +10,7 @@ from aol import architectures, families
 from aol.engine import data
 from aol.engine.commands import UsageError
 from aol.engine.runtime import resolve_device
+from aol.radius import PAPER_RADII, Radius
 
 
 def _integer_at_least(text: str, minimum: int) -> int:
@@ -28,6 +29,27 @@ def positive_int(text: str) -> int:
 
 def non_negative_int(text: str) -> int:
     return _integer_at_least(text, 0)
+
+
+def radius(text: str) -> Radius:
+    try:
+        return Radius.parse(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
+
+
+def add_radii_argument(parser: argparse.ArgumentParser, *names: str, description: str) -> None:
+    """``--radii R [R ...]``: certificate radii such as 36/255, 0.5 or 1 (default: the
+    papers' 36/255 72/255 108/255 1)."""
+    parser.add_argument(
+        *names,
+        dest="radii",
+        type=radius,
+        nargs="+",
+        default=list(PAPER_RADII),
+        metavar="R",
+        help=f"{description} (default: {' '.join(map(str, PAPER_RADII))})",
+    )
 
 
 def device(flag: str) -> torch.device:

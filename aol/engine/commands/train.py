@@ -9,7 +9,8 @@ import torch
 
 from aol.engine import recipes
 from aol.engine.commands import UsageError, common
-from aol.engine.train import RunMismatchError, TrainConfig, train
+from aol.engine.run_folder import RunMismatchError
+from aol.engine.train import TrainConfig, train
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,6 +29,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="preset of every knob below (default: digits for digits, paper otherwise)",
     )
+    _add_recipe_overrides(parser)
+    parser.add_argument("--checkpoint-every", type=common.positive_int, default=10)
+    parser.add_argument(
+        "--eval-every",
+        type=common.positive_int,
+        default=1,
+        help="test metrics every N epochs and after the last (default 1); the baselines' "
+        "bound costs seconds per evaluation",
+    )
+    common.add_radii_argument(
+        parser,
+        "--radii",
+        description="l2 radii of the per-epoch monitoring certificate (float32; the "
+        "authoritative one is python -m aol certify); not part of the run's identity",
+    )
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:K")
+    parser.add_argument("--data-dir", default="data", help="where CIFAR lives (default: data)")
+    parser.add_argument("--download", action="store_true", help="allow downloading CIFAR")
+    parser.add_argument("--threads", type=common.positive_int, help="torch CPU threads")
+    parser.add_argument(
+        "--compile",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="CUDA graphs for the training step via torch.compile(mode='reduce-overhead'); "
+        "auto (default) = on for CUDA, off for CPU",
+    )
+
+
+def _add_recipe_overrides(parser: argparse.ArgumentParser) -> None:
     knobs = parser.add_argument_group("recipe overrides (default: the recipe's value)")
     knobs.add_argument("--epochs", type=common.positive_int)
     knobs.add_argument("--batch-size", type=common.positive_int)
@@ -52,25 +82,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="step schedule: 0-based epochs where lr is divided by 10",
     )
     knobs.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None)
-    parser.add_argument("--checkpoint-every", type=common.positive_int, default=10)
-    parser.add_argument(
-        "--eval-every",
-        type=common.positive_int,
-        default=1,
-        help="test metrics every N epochs and after the last (default 1); the baselines' "
-        "bound costs seconds per evaluation",
-    )
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:K")
-    parser.add_argument("--data-dir", default="data", help="where CIFAR lives (default: data)")
-    parser.add_argument("--download", action="store_true", help="allow downloading CIFAR")
-    parser.add_argument("--threads", type=common.positive_int, help="torch CPU threads")
-    parser.add_argument(
-        "--compile",
-        choices=("auto", "on", "off"),
-        default="auto",
-        help="CUDA graphs for the training step via torch.compile(mode='reduce-overhead'); "
-        "auto (default) = on for CUDA, off for CPU",
-    )
 
 
 def config_from_arguments(arguments: argparse.Namespace) -> TrainConfig:
@@ -111,6 +122,7 @@ def config_from_arguments(arguments: argparse.Namespace) -> TrainConfig:
         data_dir=arguments.data_dir,
         download=arguments.download,
         compile=resolve_compile(arguments.compile, device),
+        radii=tuple(arguments.radii),
     )
 
 
