@@ -1,10 +1,10 @@
-"""Shared fixtures: every test runs in float64 unless it says otherwise, deterministically."""
+"""Shared fixture: every test starts from torch's generator seeded with 0."""
 
 import pytest
 import torch
 
 
 @pytest.fixture(autouse=True)
-def _seed_and_threads():
+def _seed():
     torch.manual_seed(0)
     yield

@@ -231,7 +231,8 @@ def prepare(config: TrainConfig, folder, identity, saved, progress_stream) -> Tr
         optimiser=make_optimiser(model, recipe),
         loss_fn=OffsetCrossEntropy(recipe.offset, recipe.temperature),
         # AOL-Small at batch 250 is host-bound on a GPU (hundreds of small kernels per
-        # step); CUDA graphs cut its step from ~28 ms to ~10 ms on an H200 (README).
+        # step); CUDA graphs cut its epoch from 5.5 s to 2.08 s on an H200
+        # (docs/benchmarks.md, "GPU epoch time")
         step_model=torch.compile(model, mode="reduce-overhead") if config.compile else model,
         order_generator=torch.Generator().manual_seed(config.seed),
         augment_generator=torch.Generator(device=config.device).manual_seed(config.seed + 1),
