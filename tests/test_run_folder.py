@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -24,6 +25,7 @@ ARGS = ["--dataset", "digits", "--architecture", "aol-digits", "--seed", "0", "-
         "--threads", "1", "--batch-size", "300"]  # fmt: skip
 CERTIFY = ["--attack-points", "10", "--attack-steps", "5", "--attack-restarts", "1",
            "--audit-points", "1", "--audit-iterations", "10", "--device", "cpu"]  # fmt: skip
+GUARDED = Path(__file__).parent.parent / "workflow" / "scripts" / "guarded.py"
 TIMING_KEYS = {"epoch_seconds", "eval_seconds", "elapsed_seconds", "train_seconds",
                "train_step_seconds", "seconds_per_epoch"}  # fmt: skip
 
@@ -205,13 +207,20 @@ def test_a_folder_with_metrics_but_no_checkpoint_is_refused(tmp_path, capsys):
     assert (out / "metrics.jsonl").read_text() == '{"epoch": 1, "train_loss": 0.5}\n'
 
 
-def test_a_failed_pipeline_run_says_so_and_how_to_retry(run, capsys):
-    record = {"status": "failed", "exit_code": 1, "command": ["python", "-m", "aol", "train"],
-              "log": "logs/train/digits/seed0.log", "log_tail": ["boom"]}  # fmt: skip
-    write_json_atomically(run / "result.json", record)
+def test_a_failed_pipeline_run_says_so_and_how_to_retry(run, tmp_path, capsys):
+    """The pipeline's guard records a crashed run as a failure record in result.json."""
+    log = tmp_path / "logs" / "train.log"
+    guard = [sys.executable, str(GUARDED), "--log", str(log), "--record", str(run / "result.json")]
+    previous = os.umask(0o022)
+    try:
+        subprocess.run([*guard, "--", sys.executable, "-c", "raise SystemExit(1)"], check=True)
+    finally:
+        os.umask(previous)
+    assert RunFolder(run).read_result()["status"] == "failed"
+    assert os.stat(run / "result.json").st_mode & 0o777 == 0o644
     assert train(run) == 2
     error = one_line_error(capsys)
-    assert "failed" in error and "logs/train/digits/seed0.log" in error
+    assert "failed" in error and str(log) in error
     assert "delete" in error and "another configuration" not in error
     assert certify(run, run / "certify.json") == 2
     assert "failed" in one_line_error(capsys)
