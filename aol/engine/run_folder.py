@@ -160,11 +160,21 @@ def check_output_file_path(path: str | os.PathLike) -> None:
 
 
 def identity_difference(first: dict, second: dict) -> tuple[str, str]:
-    """The identity entries where two identities differ, as text for each of them."""
-    keys = [key for key in IDENTITY_KEYS if first.get(key) != second.get(key)]
+    """The identity entries where two identities differ (hyperparameters knob by knob),
+    as text for each of them, e.g. ('family "aol", seed 0', 'family "soc", seed 1')."""
 
-    def describe(identity: dict) -> str:
-        return ", ".join(f"{key} {json.dumps(identity.get(key))}" for key in keys)
+    def flat(identity: dict) -> dict:
+        entries = {key: identity.get(key) for key in IDENTITY_KEYS}
+        knobs = entries.pop("hyperparameters")
+        if not isinstance(knobs, dict):
+            return {**entries, "hyperparameters": knobs}
+        return {**entries, **{f"hyperparameters.{knob}": v for knob, v in knobs.items()}}
+
+    first, second = flat(first), flat(second)
+    keys = [key for key in {**first, **second} if first.get(key) != second.get(key)]
+
+    def describe(entries: dict) -> str:
+        return ", ".join(f"{key} {json.dumps(entries.get(key))}" for key in keys)
 
     return describe(first), describe(second)
 
