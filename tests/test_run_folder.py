@@ -281,6 +281,13 @@ def test_an_unreadable_checkpoint_is_one_line_for_train_and_certify(run, capsys,
     assert "checkpoint.pt is not a readable checkpoint" in one_line_error(capsys)
 
 
+def test_certify_of_a_result_without_its_checkpoint_is_one_line(run, capsys):
+    os.remove(run / "checkpoint.pt")
+    assert certify(run, run / "certify.json") == 2
+    assert "no checkpoint.pt" in one_line_error(capsys)
+    assert not (run / "certify.json").exists()
+
+
 @pytest.mark.parametrize(
     "text, message",
     [
