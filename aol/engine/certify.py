@@ -69,7 +69,7 @@ def _scores(model, images: torch.Tensor) -> torch.Tensor:
 
 def certify(config: CertifyConfig) -> dict:
     """The certification report of the run in ``config.run`` (see the module docstring)."""
-    result = RunFolder(config.run).read_result()
+    result = RunFolder(config.run).read_trained_result()
     report = {
         "run": config.run,
         "status": result["status"],
@@ -79,7 +79,7 @@ def certify(config: CertifyConfig) -> dict:
     }
     if result["status"] == "diverged":
         return diverged_report(report, config.radii)
-    models = load_trained_models(config.run, config.device)
+    models = load_trained_models(config.run, config.device, result)
     dataset = data.load(result["dataset"], config.data_dir, download=False)
     images = dataset.test_images.to(config.device, torch.float64)
     labels = dataset.test_labels.to(config.device)
@@ -133,10 +133,11 @@ def diverged_report(report: dict, radii: tuple[Radius, ...]) -> dict:
     return report
 
 
-def load_trained_models(run: str, device: torch.device) -> TrainedModels:
-    """Rebuild the run's network from its checkpoint, convert it to float64 (the raw
-    parameters convert exactly), take its bound, and export it in float64 and float32."""
-    saved = RunFolder(run).load_checkpoint()
+def load_trained_models(run: str, device: torch.device, result: dict) -> TrainedModels:
+    """Rebuild the run's network from its checkpoint (which must be of the run ``result``
+    describes), convert it to float64 (the raw parameters convert exactly), take its
+    bound, and export it in float64 and float32."""
+    saved = RunFolder(run).load_trained_checkpoint(result)
     trained = build_model(saved["identity"])
     trained.load_state_dict(saved["model"])
     trained = trained.to(device).eval()

@@ -51,16 +51,35 @@ def synchronise(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+TEMPORARY_PREFIX = ".tmp-"
+
+
+def temporary_prefix(name: str) -> str:
+    """The name prefix of ``write_atomically``'s temporary files for the file ``name``."""
+    return f"{TEMPORARY_PREFIX}{name}."
+
+
+def shared_file_mode() -> int:
+    """The mode ``open()`` gives a new file: 0o666 less the process's umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def write_atomically(path: str | os.PathLike, write, binary: bool = False) -> None:
     """Call ``write(stream)`` on a temporary file next to ``path``, flush it to disk, then
     rename it into place: a reader (or a resumed run) sees the old file or the new one,
-    never a partial one. The folder is created if needed."""
+    never a partial one. The file gets the mode a plain ``open()`` would give it (0o666
+    less the umask), not ``mkstemp``'s 0o600. The folder is created if needed. A kill
+    leaves the temporary file behind (``remove_orphaned_temporaries``)."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    suffix = os.path.splitext(path)[1]
-    handle, temporary = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=suffix)
+    handle, temporary = tempfile.mkstemp(
+        dir=folder, prefix=temporary_prefix(os.path.basename(path))
+    )
     try:
+        os.fchmod(handle, shared_file_mode())
         with os.fdopen(handle, "wb" if binary else "w") as stream:
             write(stream)
             stream.flush()
@@ -70,6 +89,19 @@ def write_atomically(path: str | os.PathLike, write, binary: bool = False) -> No
         if os.path.exists(temporary):
             os.remove(temporary)
         raise
+
+
+def remove_orphaned_temporaries(folder: str | os.PathLike, names: tuple[str, ...]) -> list[str]:
+    """Delete the temporary files that ``write_atomically`` left in ``folder`` for the files
+    ``names`` when it was killed; returns their paths. Call it only while no other process
+    writes these files (under their lock)."""
+    prefixes = tuple(temporary_prefix(name) for name in names)
+    removed = []
+    for entry in os.scandir(folder):
+        if entry.name.startswith(prefixes) and entry.is_file(follow_symlinks=False):
+            os.remove(entry.path)
+            removed.append(entry.path)
+    return removed
 
 
 def write_json_atomically(path: str | os.PathLike, data: dict) -> None:

@@ -3,13 +3,14 @@ SGD with a per-epoch schedule, per-epoch test metrics, atomic checkpoints, resum
 
 ``train(config)`` writes into ``config.out``:
 
-* ``checkpoint.pt`` every ``checkpoint_every`` epochs and at the end (``aol.engine.checkpoint``);
+* ``checkpoint.pt`` at the start, every ``checkpoint_every`` epochs and at the end
+  (``aol.engine.checkpoint``);
 * ``metrics.jsonl``: one JSON object per finished epoch (test metrics every
   ``eval_every`` epochs and at the last one, null in between; the monitoring certificate
   at ``radii``, keyed by their text, e.g. ``"36/255"``);
 * ``result.json`` last (status ``completed`` or ``diverged``).
 
-The folder's files and the run's identity are ``aol.engine.run_folder``.
+The folder's files, its lock and the run's identity are ``aol.engine.run_folder``.
 
 Running it again with the same configuration resumes from the checkpoint; on CPU
 the resumed run ends with exactly the weights of an uninterrupted one (the data
@@ -20,7 +21,6 @@ and the epoch). A NaN/Inf loss or weight stops the run with status ``diverged``.
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -195,25 +195,31 @@ class Training:
 
 
 def train(config: TrainConfig, progress_stream=None) -> dict:
-    """Train (or resume, or report the finished run) and return the result dictionary."""
-    os.makedirs(config.out, exist_ok=True)
+    """Train (or resume, or report the finished run) and return the result dictionary.
+    The run folder is locked for the whole call; every problem with it is a
+    ``RunFolderError``, raised before any work."""
     folder = RunFolder(config.out)
-    identity = config.identity()
-    saved = folder.load_checkpoint(identity)
-    finished = folder.finished_result(identity)
-    if finished is not None:
-        return finished
-    training = prepare(config, folder, identity, saved, progress_stream)
-    result = initial_result(training)
-    for epoch in range(training.start_epoch, config.recipe.epochs):
-        if not run_epoch(training, epoch, result):
-            break
-    return finish(training, result)
+    with folder.locked():
+        folder.remove_orphaned_temporaries()
+        identity = config.identity()
+        saved = folder.load_checkpoint(identity)
+        finished = folder.finished_result(identity)
+        if finished is not None:
+            return finished
+        folder.check_resumable(saved)
+        training = prepare(config, folder, identity, saved, progress_stream)
+        result = initial_result(training)
+        for epoch in range(training.start_epoch, config.recipe.epochs):
+            if not run_epoch(training, epoch, result):
+                break
+        return finish(training, result)
 
 
 def prepare(config: TrainConfig, folder, identity, saved, progress_stream) -> Training:
     """The data on the device, the seeded model, optimiser, loss and generators; the saved
-    state when resuming; metrics.jsonl cut back to the checkpoint's epoch."""
+    state when resuming, else a checkpoint of epoch 0 (so that a folder with metrics always
+    has a checkpoint); metrics.jsonl cut back to the checkpoint's epoch (which also drops
+    a torn last line)."""
     info = data.info(config.dataset)
     dataset = data.load(config.dataset, config.data_dir, config.download).to(config.device)
     recipe = config.recipe
@@ -243,6 +249,8 @@ def prepare(config: TrainConfig, folder, identity, saved, progress_stream) -> Tr
     )
     if saved is not None:
         resume(training, saved)
+    else:
+        save_checkpoint(training, 0)
     training.rows = folder.read_metrics(up_to_epoch=training.start_epoch)
     folder.write_metrics(training.rows)
     if training.start_epoch:

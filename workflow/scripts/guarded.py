@@ -54,6 +54,9 @@ SHELL_SIGNAL_CODES = {130, 137, 143}
 def write_json_atomically(path: Path, payload: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(handle, 0o666 & ~umask)  # the mode open() gives, not mkstemp's 0o600
     with os.fdopen(handle, "w") as stream:
         json.dump(payload, stream, indent=2)
     os.replace(temporary, path)

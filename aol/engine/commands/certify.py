@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 import torch
 
 from aol.engine.certify import CertifyConfig, certify
 from aol.engine.commands import UsageError, common
-from aol.engine.run_folder import RunFolder, RunNotReadyError
-from aol.engine.runtime import write_json_atomically
+from aol.engine.run_folder import (
+    RunFolder,
+    RunFolderError,
+    check_output_file_path,
+    output_lock,
+)
+from aol.engine.runtime import remove_orphaned_temporaries, write_json_atomically
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,26 +52,18 @@ def run(arguments: argparse.Namespace) -> int:
     device = common.device(arguments.device)
     if arguments.threads:
         torch.set_num_threads(arguments.threads)
-    try:
-        result = RunFolder(arguments.run).read_result()
-    except RunNotReadyError as error:
+    try:  # the run folder's and the output's problems are raised before any work
+        check_output_file_path(arguments.out)
+        result = RunFolder(arguments.run).read_trained_result()
+        with output_lock(arguments.out):
+            out_folder, out_name = os.path.split(os.path.abspath(arguments.out))
+            remove_orphaned_temporaries(out_folder, (out_name,))
+            if result["status"] != "diverged":
+                common.check_data_available(result["dataset"], arguments.data_dir, download=False)
+            report = certify(certify_config(arguments, device))
+            write_json_atomically(arguments.out, report)
+    except RunFolderError as error:
         raise UsageError(str(error)) from error
-    if result["status"] != "diverged":
-        common.check_data_available(result["dataset"], arguments.data_dir, download=False)
-    report = certify(
-        CertifyConfig(
-            run=arguments.run,
-            radii=tuple(arguments.radii),
-            attack_points=arguments.attack_points,
-            attack_steps=arguments.attack_steps,
-            attack_restarts=arguments.attack_restarts,
-            audit_points=arguments.audit_points,
-            audit_iterations=arguments.audit_iterations,
-            device=device,
-            data_dir=arguments.data_dir,
-        )
-    )
-    write_json_atomically(arguments.out, report)
     summary = {
         key: report.get(key)
         for key in ("status", "clean_accuracy", "certified_accuracy", "broken_certificates")
@@ -77,3 +75,17 @@ def run(arguments: argparse.Namespace) -> int:
         )
         return 1
     return 0
+
+
+def certify_config(arguments: argparse.Namespace, device: torch.device) -> CertifyConfig:
+    return CertifyConfig(
+        run=arguments.run,
+        radii=tuple(arguments.radii),
+        attack_points=arguments.attack_points,
+        attack_steps=arguments.attack_steps,
+        attack_restarts=arguments.attack_restarts,
+        audit_points=arguments.audit_points,
+        audit_iterations=arguments.audit_iterations,
+        device=device,
+        data_dir=arguments.data_dir,
+    )

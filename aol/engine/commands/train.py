@@ -9,7 +9,7 @@ import torch
 
 from aol.engine import recipes
 from aol.engine.commands import UsageError, common
-from aol.engine.run_folder import RunMismatchError
+from aol.engine.run_folder import RunFolderError, check_run_folder_path
 from aol.engine.train import TrainConfig, train
 
 
@@ -136,8 +136,9 @@ def run(arguments: argparse.Namespace) -> int:
     if arguments.threads:
         torch.set_num_threads(arguments.threads)
     try:
-        result = train(config)
-    except RunMismatchError as error:
+        check_run_folder_path(config.out)
+        result = train(config)  # the folder's problems are raised before any work
+    except RunFolderError as error:
         raise UsageError(str(error)) from error
     summary = {
         key: result.get(key)
