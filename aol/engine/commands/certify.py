@@ -39,10 +39,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:K")
     parser.add_argument("--data-dir", default="data")
-    parser.add_argument("--threads", type=common.positive_int, help="torch CPU threads")
+    parser.add_argument("--threads", type=common.threads, help="torch CPU threads")
 
 
 def run(arguments: argparse.Namespace) -> int:
+    common.check_attack(arguments.attack_points, arguments.attack_steps, arguments.attack_restarts)
     device = common.device(arguments.device)
     if arguments.threads:
         torch.set_num_threads(arguments.threads)
