@@ -36,11 +36,14 @@ def threads(value: int) -> int:
     return _integer_in(value, "threads", 1, MAX_THREADS)
 
 
-def attack_settings(points: int, steps: int, restarts: int) -> None:
-    """The attack audit: 0 points skips it; each point needs at least one run of one step."""
-    _integer_in(points, "attack points", 0)
-    _integer_in(steps, "attack steps", 1)
-    _integer_in(restarts, "attack restarts", 1)
+#: The attack audit's settings and their least values: 0 points skips the audit; each
+#: attacked point needs at least one run of one step.
+ATTACK_MINIMUMS = {"attack_points": 0, "attack_steps": 1, "attack_restarts": 1}
+
+
+def attack_setting(name: str, value: int) -> int:
+    """``name`` is a key of ATTACK_MINIMUMS (attack_points, attack_steps, attack_restarts)."""
+    return _integer_in(value, name.replace("_", " "), ATTACK_MINIMUMS[name])
 
 
 def model_fits_dataset(architecture: str, family: str, dataset: str) -> data.DatasetInfo:

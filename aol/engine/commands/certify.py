@@ -43,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(arguments: argparse.Namespace) -> int:
-    common.check_attack(arguments.attack_points, arguments.attack_steps, arguments.attack_restarts)
+    common.check_attack(arguments)
     device = common.device(arguments.device)
     if arguments.threads:
         torch.set_num_threads(arguments.threads)

@@ -87,11 +87,13 @@ def check_model(architecture: str, family: str, dataset: str) -> data.DatasetInf
         raise UsageError(str(error)) from error
 
 
-def check_attack(points: int, steps: int, restarts: int) -> None:
-    try:
-        validation.attack_settings(points, steps, restarts)
-    except ValueError as error:
-        raise UsageError(str(error)) from error
+def check_attack(arguments: argparse.Namespace) -> None:
+    """``--attack-points``, ``--attack-steps``, ``--attack-restarts``."""
+    for name in validation.ATTACK_MINIMUMS:
+        try:
+            validation.attack_setting(name, getattr(arguments, name))
+        except ValueError as error:
+            raise UsageError(f"argument --{name.replace('_', '-')}: {error}") from error
 
 
 def check_data_available(dataset: str, data_dir: str, download: bool) -> None:
