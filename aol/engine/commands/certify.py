@@ -28,9 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--epsilons",
         description="l2 radii in [0, 1] pixel space, e.g. 36/255 0.5 1",
     )
-    parser.add_argument("--attack-points", type=common.non_negative_int, default=100)
-    parser.add_argument("--attack-steps", type=common.positive_int, default=50)
-    parser.add_argument("--attack-restarts", type=common.positive_int, default=2)
+    for name, default in (("attack_points", 100), ("attack_steps", 50), ("attack_restarts", 2)):
+        flag = f"--{name.replace('_', '-')}"
+        parser.add_argument(flag, type=common.attack_setting(name), default=default)
     parser.add_argument(
         "--audit-points", type=common.positive_int, default=4, help="points of the Lipschitz audit"
     )
@@ -43,7 +43,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(arguments: argparse.Namespace) -> int:
-    common.check_attack(arguments)
     device = common.device(arguments.device)
     if arguments.threads:
         torch.set_num_threads(arguments.threads)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 
 import torch
 
@@ -34,7 +35,7 @@ def non_negative_int(text: str) -> int:
     return _integer_at_least(text, 0)
 
 
-def _checked_integer(check):
+def _checked_integer(check, name: str):
     """An argparse type: an integer, then ``check`` (a function of aol.engine.validation)."""
 
     def parse(text: str) -> int:
@@ -43,12 +44,12 @@ def _checked_integer(check):
         except ValueError as error:
             raise argparse.ArgumentTypeError(str(error)) from error
 
-    parse.__name__ = check.__name__  # argparse names the type in its messages
+    parse.__name__ = name  # argparse names the type in its messages
     return parse
 
 
-seed = _checked_integer(validation.seed)
-threads = _checked_integer(validation.threads)
+seed = _checked_integer(validation.seed, "seed")
+threads = _checked_integer(validation.threads, "threads")
 
 
 def radius(text: str) -> Radius:
@@ -87,13 +88,9 @@ def check_model(architecture: str, family: str, dataset: str) -> data.DatasetInf
         raise UsageError(str(error)) from error
 
 
-def check_attack(arguments: argparse.Namespace) -> None:
-    """``--attack-points``, ``--attack-steps``, ``--attack-restarts``."""
-    for name in validation.ATTACK_MINIMUMS:
-        try:
-            validation.attack_setting(name, getattr(arguments, name))
-        except ValueError as error:
-            raise UsageError(f"argument --{name.replace('_', '-')}: {error}") from error
+def attack_setting(name: str):
+    """The argparse type of ``--attack-points``, ``--attack-steps`` or ``--attack-restarts``."""
+    return _checked_integer(functools.partial(validation.attack_setting, name), name)
 
 
 def check_data_available(dataset: str, data_dir: str, download: bool) -> None:
