@@ -123,3 +123,33 @@ def test_a_huge_learning_rate_is_an_experiment_recorded_as_diverged(tmp_path):
     assert code == 0
     result = json.load(open(out / "result.json"))
     assert result["status"] == "diverged" and result["epochs_completed"] == 0
+
+
+@pytest.mark.parametrize(
+    "knob, value",
+    [
+        ("lr", float("nan")),
+        ("lr", 1e39),  # float32 overflows: torch's SGD would crash, not diverge
+        ("weight_decay", float("inf")),
+        ("temperature", float("inf")),
+        ("offset", float("nan")),
+        ("momentum", float("nan")),
+    ],
+)
+def test_recipe_errors_name_the_knob(knob, value):
+    """The pipeline names the config key from RecipeError.knob."""
+    from aol.engine import recipes
+
+    with pytest.raises(recipes.RecipeError, match=knob) as error:
+        recipes.get("paper").with_overrides(**{knob: value}).validate()
+    assert error.value.knob == knob
+
+
+def test_largest_float32_values_are_accepted():
+    import torch
+
+    from aol.engine import recipes
+
+    largest = recipes.FLOAT32_MAX
+    assert largest == torch.finfo(torch.float32).max
+    recipes.get("paper").with_overrides(lr=largest, weight_decay=largest).validate()
