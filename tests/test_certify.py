@@ -110,7 +110,64 @@ def test_diverged_run_and_missing_run(tmp_path, capsys):
                  "--epochs", "1"]) == 0  # fmt: skip
     code, report = certify(out, tmp_path / "c.json")
     assert code == 0 and report["status"] == "diverged" and report["clean_accuracy"] is None
+    assert report["attack_audit"]["ran"] is False and report["attack_audit"]["passed"] is None
     assert (
         main(["certify", "--run", str(tmp_path / "none"), "--out", str(tmp_path / "x.json")]) == 2
     )
     assert "train first" in capsys.readouterr().err
+
+
+def nan_in_one_weight(run, tampered):
+    """A copy of the run folder whose checkpoint has one NaN weight (the first conv's kernel)."""
+    import shutil
+
+    from aol.engine import checkpoint
+
+    shutil.copytree(run, tampered)
+    saved = checkpoint.load(tampered / "checkpoint.pt")
+    name = next(key for key, value in saved["model"].items() if value.dim() == 4)
+    saved["model"][name].view(-1)[0] = float("nan")
+    checkpoint.save(tampered / "checkpoint.pt", saved)
+    return tampered
+
+
+def test_a_nan_weight_fails_the_audits(runs, tmp_path, capsys):
+    """NaN compares False with everything: NaN estimates must not count as passes."""
+    tampered = nan_in_one_weight(runs / "aol", tmp_path / "tampered")
+    code, report = certify(tampered, tmp_path / "c.json", "--radii", "1")
+    assert code == 1 and report["audits_passed"] is False
+    assert "FAILED" in capsys.readouterr().err
+    audit = report["lipschitz_audit"]
+    assert audit["ran"] is True and audit["passed"] is False
+    assert audit["network"]["passed"] is False
+    assert any(layer["passed"] is False for layer in audit["layers"])
+    assert report["non_finite_scores"] > 0
+
+
+@pytest.mark.parametrize(
+    "estimate, bound, passed",
+    [
+        (1.0, 1.0, True),
+        (1.0 + 1e-7, 1.0, True),  # within the relative tolerance
+        (1.1, 1.0, False),
+        (float("nan"), 1.0, False),
+        (float("inf"), 1.0, False),
+        (0.5, float("nan"), False),
+        (0.5, float("inf"), False),
+        (0.5, None, True),  # no stated bound: only a finite estimate is needed
+        (float("nan"), None, False),
+    ],
+)
+def test_the_audit_comparison_fails_on_nan_and_inf(estimate, bound, passed):
+    from aol.engine.audit import _within
+
+    assert _within(estimate, bound) is passed
+
+
+def test_no_attack_points_means_the_attack_audit_did_not_run(runs, tmp_path):
+    code, report = certify(runs / "aol", tmp_path / "c.json", "--attack-points", "0")
+    assert code == 0 and report["audits_passed"] is True
+    assert report["attack_audit"]["ran"] is False
+    assert report["attack_audit"]["passed"] is None
+    assert report["lipschitz_audit"]["ran"] is True and report["lipschitz_audit"]["passed"]
+    assert report["non_finite_scores"] == 0

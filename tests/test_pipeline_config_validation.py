@@ -38,6 +38,59 @@ def unknown_recipe(config):
     return "variants[name=digits].recipe"
 
 
+# What the engine rejects, the config rejects too, before any job (the same checks).
+
+
+def no_attack_steps(config):
+    config["certify"]["attack_steps"] = 0
+    return "certify.attack_steps"
+
+
+def no_attack_restarts(config):
+    config["certify"]["attack_restarts"] = 0
+    return "certify.attack_restarts"
+
+
+def zero_radius(config):
+    config["certify"]["epsilons"] = ["36/255", "0"]
+    return "certify.epsilons"
+
+
+def radius_over_zero(config):
+    config["certify"]["epsilons"] = ["36/0"]
+    return "certify.epsilons"
+
+
+def momentum_one(config):
+    config["variants"][0]["momentum"] = 1
+    return "variants[0].momentum"
+
+
+def no_momentum_with_nesterov(config):
+    config["variants"][0]["momentum"] = 0  # the digits recipe uses Nesterov momentum
+    return "variants[name=digits].momentum"
+
+
+def infinite_lr(config):
+    config["variants"][0]["lr"] = float("inf")
+    return "variants[0].lr"
+
+
+def nan_temperature(config):
+    config["variants"][0]["temperature"] = float("nan")
+    return "variants[name=digits].temperature"
+
+
+def seed_above_int64(config):
+    config["seeds"] = [0, 2**63]
+    return "seeds[1]"
+
+
+def architecture_too_big_for_digits(config):
+    config["experiments"][0]["architectures"] = ["aol-alt"]  # for 32x32 images
+    return "experiments[name=digits].architectures"
+
+
 @pytest.mark.parametrize(
     "spoil",
     [
@@ -47,21 +100,59 @@ def unknown_recipe(config):
         unknown_architecture,
         unknown_variant,
         unknown_recipe,
+        no_attack_steps,
+        no_attack_restarts,
+        zero_radius,
+        radius_over_zero,
+        momentum_one,
+        no_momentum_with_nesterov,
+        infinite_lr,
+        nan_temperature,
+        seed_above_int64,
+        architecture_too_big_for_digits,
     ],
 )
 def test_bad_config_fails_before_any_job(tmp_path, spoil):
+    """Checked when the Snakefile is read: even the dry run fails, naming the key."""
     config = copy.deepcopy(load_config("config.yaml"))
     key = spoil(config)
     path = write_config(tmp_path / "bad.yaml", config)
+    message = failure_message(tmp_path, path, dry_run=True)
+    assert f"config key {key}" in message or repr(key) in message, message
+    assert not (tmp_path / "work" / "results").exists()
+    assert not (tmp_path / "work" / "logs").exists()
+
+
+def test_cuda_where_there_is_none_fails_before_any_job(tmp_path, monkeypatch):
+    """A dry run may plan a GPU run on a machine without one; a real run fails at its start."""
+    config = copy.deepcopy(load_config("config.yaml"))
+    config["device"] = "cuda"
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    path = write_config(tmp_path / "bad.yaml", config)
+    message = failure_message(tmp_path, path, dry_run=False)
+    assert "config key device" in message and "CUDA is not available" in message, message
+    assert not (tmp_path / "work" / "results").exists()
+    assert not (tmp_path / "work" / "logs").exists()
+
+
+def failure_message(tmp_path, configfile, dry_run):
+    """The error of running the pipeline on ``configfile`` in tmp_path/work."""
     workdir = tmp_path / "work"
     workdir.mkdir()
     cwd = os.getcwd()
     try:
         with pytest.raises((WorkflowError, ValueError)) as error:
-            run_in_process(workdir, path)
+            run_in_process(workdir, configfile, dry_run=dry_run)
     finally:
         os.chdir(cwd)  # the API changes into workdir
-    message = str(error.value)
-    assert f"config key {key}" in message or repr(key) in message, message
-    assert not (workdir / "results").exists()
-    assert not (workdir / "logs").exists()
+    return str(error.value)
+
+
+def test_yaml_syntax_error_fails_before_any_job(tmp_path):
+    """Snakemake reads a --configfile before the Snakefile (so before common.smk): its own
+    error stops the run, and nothing is started."""
+    path = tmp_path / "broken.yaml"
+    path.write_text("device: cpu\nseeds: [0, 1\nvariants:\n  - name: x\n")
+    message = failure_message(tmp_path, path, dry_run=True)
+    assert "YAML" in message, message
+    assert not (tmp_path / "work" / "results").exists()

@@ -1,10 +1,13 @@
 """Lipschitz audit: power-iteration estimates (``aol.verify.power_iteration``) of the exported
 layers' and the exported network's Jacobian norms, compared with the bounds the trained model
 states. An estimate is a lower bound on the true norm, so an estimate above a stated bound
-(beyond the relative tolerance) proves the bound false.
+(beyond the relative tolerance) proves the bound false. A NaN or infinite estimate or bound
+fails the audit too: it proves nothing, and a network that computes NaN certifies nothing.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
@@ -47,8 +50,14 @@ def _layer_inputs(exported: nn.Module, names: list[str], x: torch.Tensor) -> dic
     return inputs
 
 
-def _violates(estimate: float, bound: float) -> bool:
-    return estimate > bound * (1 + TOLERANCE)
+def _within(estimate: float, bound: float | None) -> bool:
+    """True when the estimate is finite and, if there is a bound, the bound is finite and not
+    exceeded beyond the tolerance; written so that every comparison with NaN fails."""
+    if not math.isfinite(estimate):
+        return False
+    if bound is None:
+        return True
+    return math.isfinite(bound) and estimate <= bound * (1 + TOLERANCE)
 
 
 def lipschitz_audit(
@@ -76,7 +85,7 @@ def lipschitz_audit(
                 "estimate": estimate.estimate,
                 "iterations": estimate.iterations,
                 "converged": estimate.converged,
-                "passed": not _violates(estimate.estimate, bound),
+                "passed": _within(estimate.estimate, bound),
             }
         )
     network = power_iteration(exported, points, max_iterations, tolerance)
@@ -85,10 +94,11 @@ def lipschitz_audit(
         "estimate": network.estimate,
         "iterations": network.iterations,
         "converged": network.converged,
-        "passed": network_bound is None or not _violates(network.estimate, network_bound),
+        "passed": _within(network.estimate, network_bound),
     }
     passed = network_report["passed"] and all(report["passed"] for report in layer_reports)
     return {
+        "ran": True,
         "passed": passed,
         "relative_tolerance": TOLERANCE,
         "points": len(points),

@@ -15,7 +15,9 @@ Sec. 6; Tsuzuku et al., NeurIPS 2018).
 3. Lipschitz audit (``aol.engine.audit``) on the first ``audit_points`` test points.
 4. Attack audit (``aol.engine.attack.pgd_l2``) at each eps on the first ``attack_points``
    test points: no certified point may be broken. The search runs on the float32
-   export (fast); every break it claims is confirmed on the float64 export.
+   export (fast); every break it claims is confirmed on the float64 export. With 0
+   points it does not run (``ran: false``, ``passed: null``).
+5. ``audits_passed``: every audit that ran passed and every test score is finite.
 
 Every per-radius number is keyed by the radius's text (``str(Radius)``: "36/255", "1").
 """
@@ -109,16 +111,22 @@ def certify(config: CertifyConfig) -> dict:
         config.audit_iterations,
     )
     report.update(attack_audit(config, models, images, labels, correct, certified))
-    report["audits_passed"] = bool(
-        report["lipschitz_audit"]["passed"] and report["attack_audit"]["passed"]
-    )
+    report["non_finite_scores"] = int((~torch.isfinite(scores)).any(dim=1).sum())
+    report["audits_passed"] = audits_passed(report)
     return report
+
+
+def audits_passed(report: dict) -> bool:
+    """Every audit that ran passed (an attack audit on 0 points did not run: its ``passed`` is
+    None), and every test score is finite (a NaN margin certifies nothing and proves nothing)."""
+    ran = [report[name] for name in ("lipschitz_audit", "attack_audit") if report[name]["ran"]]
+    return report["non_finite_scores"] == 0 and all(audit["passed"] is True for audit in ran)
 
 
 def diverged_report(report: dict, radii: tuple[Radius, ...]) -> dict:
     """A diverged run has no model to certify: every number is null, the audits skipped."""
     keys = [str(radius) for radius in radii]
-    skipped = {"passed": True, "skipped": "the run diverged"}
+    skipped = {"ran": False, "passed": None, "skipped": "the run diverged"}
     report.update(
         lipschitz_bound=None,
         test_points=0,
@@ -128,7 +136,8 @@ def diverged_report(report: dict, radii: tuple[Radius, ...]) -> dict:
         broken_certificates=dict.fromkeys(keys),
         lipschitz_audit=skipped,
         attack_audit=dict(skipped),
-        audits_passed=True,
+        non_finite_scores=None,
+        audits_passed=True,  # no audit ran, so none failed
     )
     return report
 
@@ -177,7 +186,8 @@ def attack_audit(
         "empirical_robust_accuracy": empirical,
         "broken_certificates": broken_counts,
         "attack_audit": {
-            "passed": all(count == 0 for count in broken_counts.values()),
+            "ran": attacked > 0,
+            "passed": all(count == 0 for count in broken_counts.values()) if attacked else None,
             "points": attacked,
             "clean_accuracy_on_points": correct[:attacked].double().mean().item()
             if attacked

@@ -16,8 +16,15 @@ def _summary(module) -> str:
     return module.__doc__.strip().splitlines()[0]
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse without the usage block before an error: one line, the error last, exit 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="aol", description=__doc__)
+    parser = ArgumentParser(prog="aol", description=__doc__)
     subcommands = parser.add_subparsers(dest="command", required=True)
     for name, module in COMMANDS.items():
         module.add_arguments(subcommands.add_parser(name, help=_summary(module)))

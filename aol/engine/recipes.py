@@ -34,6 +34,15 @@ PAPER_LR_DROP_FRACTIONS = (
     0.999,
 )  # epochs 900, 990, 999 of 1000 (berndprach/AOL@562bddf ``get_run_setting.py``)
 SCHEDULES = ("step", "onecycle")
+FLOAT32_MAX = 3.4028234663852886e38  # torch.finfo(torch.float32).max
+
+
+class RecipeError(ValueError):
+    """A recipe knob out of range; ``knob`` is the field's name (lr, momentum, ...)."""
+
+    def __init__(self, knob: str, message: str):
+        super().__init__(message)
+        self.knob = knob
 
 
 @dataclass(frozen=True)
@@ -62,25 +71,42 @@ class Recipe:
         return tuple(sorted({round(f * self.epochs) for f in self.lr_drop_fractions}))
 
     def validate(self) -> None:
+        """RecipeError (a ValueError naming the knob) for the first knob out of range; NaN
+        fails every check. Floats must be finite in float32, the arithmetic of training:
+        torch's SGD applies lr and weight decay as float32 factors, so a larger lr (1e39)
+        would crash inside the optimiser, while up to that a huge lr diverges and is
+        recorded as diverged."""
+        for knob, ok, requirement in self._checks():
+            if not ok:
+                raise RecipeError(knob, f"{knob} must be {requirement}, got {getattr(self, knob)}")
+
+    def _checks(self) -> list[tuple[str, bool, str]]:
         checks = [
-            (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
-            (self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}"),
-            (self.lr > 0 and math.isfinite(self.lr), f"lr must be positive, got {self.lr}"),
-            (0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}"),
-            (self.weight_decay >= 0, f"weight decay must be >= 0, got {self.weight_decay}"),
-            (self.temperature > 0, f"temperature must be positive, got {self.temperature}"),
-            (self.offset >= 0, f"offset must be >= 0, got {self.offset}"),
-            (self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}"),
+            ("epochs", self.epochs >= 1, ">= 1"),
+            ("batch_size", self.batch_size >= 1, ">= 1"),
+            ("lr", 0 < self.lr <= FLOAT32_MAX, f"positive and at most {FLOAT32_MAX:.4g}"),
+            ("momentum", 0 <= self.momentum < 1, "in [0, 1)"),
             (
+                "weight_decay",
+                0 <= self.weight_decay <= FLOAT32_MAX,
+                f">= 0 and at most {FLOAT32_MAX:.4g}",
+            ),
+            (
+                "temperature",
+                0 < self.temperature <= FLOAT32_MAX,
+                f"positive and at most {FLOAT32_MAX:.4g}",
+            ),
+            ("offset", 0 <= self.offset <= FLOAT32_MAX, f">= 0 and at most {FLOAT32_MAX:.4g}"),
+            ("schedule", self.schedule in SCHEDULES, f"one of {', '.join(SCHEDULES)}"),
+            (
+                "momentum",
                 not (self.nesterov and self.momentum == 0),
-                "Nesterov momentum needs momentum > 0",
+                "> 0 with Nesterov momentum",
             ),
         ]
         if self.lr_drops is not None:
-            checks.append((all(e >= 0 for e in self.lr_drops), "lr drops must be epochs >= 0"))
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message)
+            checks.append(("lr_drops", all(e >= 0 for e in self.lr_drops), "epochs >= 0"))
+        return checks
 
     def as_dict(self) -> dict:
         values = dataclasses.asdict(self)

@@ -13,6 +13,8 @@ import aol.architectures
 import aol.families
 import aol.engine.measure
 import aol.engine.recipes
+import aol.engine.runtime
+import aol.engine.validation
 import aol.radius
 
 
@@ -89,6 +91,64 @@ for _name, _experiment in EXPERIMENTS.items():
     )
     _check_names(f"{_key}.variants", _experiment["variants"], VARIANTS, "variant")
 
+# The engine's own checks (the ones `python -m aol train/certify` make), so that a value the
+# engine would reject fails here, before any job, and not in every job.
+RECIPE_KEYS = [
+    "epochs",
+    "batch_size",
+    "lr",
+    "weight_decay",
+    "momentum",
+    "offset",
+    "temperature",
+]
+
+
+def _check_recipe(variant, dataset):
+    """The variant's recipe with its overrides, as train builds it for the dataset."""
+    recipe_name = variant["recipe"] or aol.engine.recipes.default_recipe(dataset)
+    overrides = {key: variant.get(key) for key in RECIPE_KEYS}
+    recipe = aol.engine.recipes.get(recipe_name).with_overrides(**overrides)
+    try:
+        recipe.validate()
+    except aol.engine.recipes.RecipeError as error:
+        raise ConfigError(
+            f"config key variants[name={variant['name']}].{error.knob}: {error} "
+            f"(recipe {recipe_name}, dataset {dataset})"
+        ) from error
+
+
+def _check_models(key, experiment):
+    for architecture in experiment["architectures"]:
+        for family in experiment["families"]:
+            try:
+                aol.engine.validation.model_fits_dataset(
+                    architecture, family, experiment["dataset"]
+                )
+            except ValueError as error:
+                raise ConfigError(f"config key {key}.architectures: {error}") from error
+
+
+def _check_engine_settings():
+    for name, experiment in EXPERIMENTS.items():
+        for variant in experiment["variants"]:
+            _check_recipe(VARIANTS[variant], experiment["dataset"])
+        _check_models(f"experiments[name={name}]", experiment)
+    for seed in config["seeds"]:
+        try:
+            aol.engine.validation.seed(seed)
+        except ValueError as error:
+            raise ConfigError(f"config key seeds: {error}") from error
+    for key in aol.engine.validation.ATTACK_MINIMUMS:
+        value = config["certify"].get(key)
+        try:
+            if value is not None:
+                aol.engine.validation.attack_setting(key, value)
+        except ValueError as error:
+            raise ConfigError(f"config key certify.{key}: {error}") from error
+
+
+_check_engine_settings()
 SEEDS = [int(seed) for seed in config["seeds"]]
 DOWNLOADABLE = ["cifar10", "cifar100"]
 GPUS_PER_JOB = 1 if config["device"] == "cuda" else 0
@@ -151,6 +211,22 @@ FIGURES = [
 ]
 if config["measure"]["enabled"]:
     FIGURES.append("time_and_memory")
+
+
+def check_device():
+    """device: cuda must exist where the jobs run. Checked when a real run starts here (the
+    onstart handler of the Snakefile; not in a dry run, which may plan a GPU run on a laptop,
+    nor with a cluster executor, whose jobs run on other machines and check it themselves)."""
+    if not workflow.local_exec:
+        return
+    try:
+        aol.engine.runtime.resolve_device(config["device"])
+    except ValueError as error:
+        raise ConfigError(f"config key device: {error}") from error
+
+
+onstart:
+    check_device()
 
 
 def run_fields(run):

@@ -34,9 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--epsilons",
         description="l2 radii in [0, 1] pixel space, e.g. 36/255 0.5 1",
     )
-    parser.add_argument("--attack-points", type=common.non_negative_int, default=100)
-    parser.add_argument("--attack-steps", type=common.positive_int, default=50)
-    parser.add_argument("--attack-restarts", type=common.positive_int, default=2)
+    for name, default in (("attack_points", 100), ("attack_steps", 50), ("attack_restarts", 2)):
+        flag = f"--{name.replace('_', '-')}"
+        parser.add_argument(flag, type=common.attack_setting(name), default=default)
     parser.add_argument(
         "--audit-points", type=common.positive_int, default=4, help="points of the Lipschitz audit"
     )
@@ -45,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:K")
     parser.add_argument("--data-dir", default="data")
-    parser.add_argument("--threads", type=common.positive_int, help="torch CPU threads")
+    parser.add_argument("--threads", type=common.threads, help="torch CPU threads")
 
 
 def run(arguments: argparse.Namespace) -> int:

@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import functools
 
 import torch
 
-from aol import architectures, families
-from aol.engine import data
+from aol.engine import data, validation
 from aol.engine.commands import UsageError
 from aol.engine.runtime import resolve_device
 from aol.radius import PAPER_RADII, Radius
 
 
-def _integer_at_least(text: str, minimum: int) -> int:
+def _integer(text: str) -> int:
     try:
-        value = int(text)
+        return int(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from error
+
+
+def _integer_at_least(text: str, minimum: int) -> int:
+    value = _integer(text)
     if value < minimum:
         raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
     return value
@@ -29,6 +33,23 @@ def positive_int(text: str) -> int:
 
 def non_negative_int(text: str) -> int:
     return _integer_at_least(text, 0)
+
+
+def _checked_integer(check, name: str):
+    """An argparse type: an integer, then ``check`` (a function of aol.engine.validation)."""
+
+    def parse(text: str) -> int:
+        try:
+            return check(_integer(text))
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from error
+
+    parse.__name__ = name  # argparse names the type in its messages
+    return parse
+
+
+seed = _checked_integer(validation.seed, "seed")
+threads = _checked_integer(validation.threads, "threads")
 
 
 def radius(text: str) -> Radius:
@@ -60,24 +81,16 @@ def device(flag: str) -> torch.device:
 
 
 def check_model(architecture: str, family: str, dataset: str) -> data.DatasetInfo:
-    """Known names, and the architecture can take the dataset's shape (built on the meta
-    device: no memory, no work)."""
+    """Known names, and the architecture can take the dataset's shape."""
     try:
-        info = data.info(dataset)
-        family_object = families.get(family)
-        with torch.device("meta"):
-            model = architectures.build(
-                architecture, family_object, info.num_classes, info.channels, info.image_size
-            )
-            scores = model(torch.empty(2, info.channels, info.image_size, info.image_size))
-    except (KeyError, ValueError, RuntimeError) as error:
+        return validation.model_fits_dataset(architecture, family, dataset)
+    except ValueError as error:
         raise UsageError(str(error)) from error
-    if tuple(scores.shape) != (2, info.num_classes):
-        raise UsageError(
-            f"{architecture} on {dataset} gives outputs of shape {tuple(scores.shape[1:])}, "
-            f"expected ({info.num_classes},)"
-        )
-    return info
+
+
+def attack_setting(name: str):
+    """The argparse type of ``--attack-points``, ``--attack-steps`` or ``--attack-restarts``."""
+    return _checked_integer(functools.partial(validation.attack_setting, name), name)
 
 
 def check_data_available(dataset: str, data_dir: str, download: bool) -> None:

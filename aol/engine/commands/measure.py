@@ -33,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:K")
     parser.add_argument("--repeats", type=common.positive_int, default=10)
     parser.add_argument("--warmup", type=common.non_negative_int, default=2)
-    parser.add_argument("--threads", type=common.positive_int, help="torch CPU threads")
+    parser.add_argument("--threads", type=common.threads, help="torch CPU threads")
 
 
 def run(arguments: argparse.Namespace) -> int:

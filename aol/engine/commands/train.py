@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", required=True, help="digits | cifar10 | cifar100")
     parser.add_argument("--architecture", required=True, help="e.g. aol-digits, aol-small")
     parser.add_argument("--family", required=True, help="a registered layer family, e.g. aol")
-    parser.add_argument("--seed", type=common.non_negative_int, required=True)
+    parser.add_argument("--seed", type=common.seed, required=True)
     parser.add_argument("--out", required=True, metavar="RUN_DIR")
     parser.add_argument(
         "--recipe",
@@ -47,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:K")
     parser.add_argument("--data-dir", default="data", help="where CIFAR lives (default: data)")
     parser.add_argument("--download", action="store_true", help="allow downloading CIFAR")
-    parser.add_argument("--threads", type=common.positive_int, help="torch CPU threads")
+    parser.add_argument("--threads", type=common.threads, help="torch CPU threads")
     parser.add_argument(
         "--compile",
         choices=("auto", "on", "off"),
@@ -104,8 +104,8 @@ def config_from_arguments(arguments: argparse.Namespace) -> TrainConfig:
     )
     try:
         recipe.validate()
-    except ValueError as error:
-        raise UsageError(str(error)) from error
+    except recipes.RecipeError as error:
+        raise UsageError(f"argument --{error.knob.replace('_', '-')}: {error}") from error
     device = common.device(arguments.device)
     common.check_data_available(arguments.dataset, arguments.data_dir, arguments.download)
     return TrainConfig(
