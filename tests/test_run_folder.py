@@ -19,7 +19,7 @@ import torch
 from aol.engine import run_folder
 from aol.engine.cli import main
 from aol.engine.run_folder import RunFolder, RunFolderError, exclusive_lock, output_lock
-from aol.engine.runtime import write_json_atomically
+from aol.engine.runtime import write_atomically, write_json_atomically
 
 ARGS = ["--dataset", "digits", "--architecture", "aol-digits", "--seed", "0", "--device", "cpu",
         "--threads", "1", "--batch-size", "300"]  # fmt: skip
@@ -304,3 +304,18 @@ def test_a_malformed_result_is_one_line_for_train_and_certify(run, capsys, text,
     error = one_line_error(capsys)
     # train reads a result without the whole identity as another run's
     assert message in error or "another configuration" in error
+
+
+def test_a_full_disk_during_an_atomic_write_keeps_the_old_file(tmp_path):
+    """The write fails half way (ENOSPC): the old file is intact, no temporary file is left."""
+    target = tmp_path / "result.json"
+    write_json_atomically(target, {"status": "completed", "epochs": 3})
+
+    def fill_the_disk(stream) -> None:
+        stream.write('{"status": "comp')
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(OSError, match="No space"):
+        write_atomically(target, fill_the_disk)
+    assert json.loads(target.read_text()) == {"status": "completed", "epochs": 3}
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["result.json"]
