@@ -40,6 +40,19 @@ class LayerFamily:
     ``lipschitz_bound()`` returning a guaranteed upper bound at its current weights.
     ``padding_modes`` lists the paddings the family supports, default first; it defaults
     to the conv class's own ``padding_modes`` (every ``aol.LipschitzConv2d`` has them).
+
+    Two fields describe residual and nonlinear layers (SLL, CPL, sandwich layers); their
+    defaults fit a family of linear layers of any shape, so such a family sets neither:
+
+    * ``changes_channels``: its ``conv``/``linear`` can have ``in != out``. A residual layer
+      ``x - f(x)`` cannot (False): architectures then widen with zero channels
+      (``aol.architectures.common.ZeroChannelConcatenation``) and narrow with
+      ``FirstChannels``, as "1-Lipschitz Layers Compared" (Prach et al., CVPR 2024) builds its
+      ConvNet, or refuse with an error naming the family (AOL-Small/Medium/Large).
+    * ``nonlinear``: its layers apply a nonlinearity inside (a ReLU in SLL and CPL). The
+      conformance checks (``aol.testing``) then take the exact Jacobian at several random
+      points. ``activation`` is still what goes *between* layers (MaxMin for SLL and CPL, as
+      in 1LLC; ``nn.Identity`` for a family whose layers need nothing between them).
     """
 
     name: str
@@ -49,6 +62,8 @@ class LayerFamily:
     activation: Callable[[], nn.Module] = MaxMin
     padding_modes: tuple[str, ...] | None = None
     lipschitz: bool = True
+    changes_channels: bool = True
+    nonlinear: bool = False
 
     def __post_init__(self) -> None:
         if self.padding_modes is None:

@@ -11,7 +11,11 @@ A failure raises ``ConformanceError`` (an ``AssertionError``) whose message name
 the family and the case (layer, shape, kernel, padding). ``CHECKS`` maps each check's name
 to its function; ``BOUND_CHECKS`` names those that apply only to a family with
 ``lipschitz=True``. Every bound is compared with an independent measurement: the singular
-values of the layer's exact float64 Jacobian (``aol.verify.jacobian_singular_values``).
+values of the layer's exact float64 Jacobian (``aol.verify.jacobian_singular_values``), at
+``NONLINEAR_POINTS`` random points for a family with ``nonlinear=True``. For a family with
+``changes_channels=False`` the layer cases keep the channel count (the square shapes), the
+small networks widen and narrow as architectures do (``aol.architectures.common``), and
+``channel_changes_refused`` checks that its layers refuse ``in != out`` with a ValueError.
 
 Each case runs with the global torch RNG seeded to 0 inside ``torch.random.fork_rng``, so a
 check gives the same result whatever ran before it and leaves the caller's RNG untouched.
@@ -30,6 +34,7 @@ import torch
 from torch import nn
 
 from aol import families
+from aol.architectures.common import channel_changing_conv, channel_changing_linear
 from aol.export import export
 from aol.families import LayerFamily
 from aol.lipschitz import network_lipschitz_bound
@@ -46,6 +51,8 @@ KERNEL_SIZES = (1, 3, 5)
 CHANNEL_PAIRS = ((3, 6), (6, 3), (4, 4))
 #: ``(in_features, out_features)`` of the dense cases.
 DENSE_SHAPES = ((8, 8), (5, 12), (12, 5), (1, 7), (16, 3))
+#: Random points at which the exact Jacobian of a nonlinear family's layer is taken.
+NONLINEAR_POINTS = 3
 
 
 class ConformanceError(AssertionError):
@@ -75,11 +82,14 @@ def maximise_output_norm(layer: nn.Module, input_shape, steps: int = 20, lr: flo
         optimiser.step()
 
 
-def assert_bound_holds(layer: nn.Module, input_shape) -> tuple[float, float]:
-    """In eval mode, ``sigma_max`` of the exact Jacobian at one input of ``input_shape`` is at
-    most ``lipschitz_bound() + TOLERANCE``; returns ``(sigma_max, bound)``."""
+def assert_bound_holds(layer: nn.Module, input_shape, points: int = 1) -> tuple[float, float]:
+    """In eval mode, ``sigma_max`` of the exact Jacobian at ``points`` random inputs of
+    ``input_shape`` is at most ``lipschitz_bound() + TOLERANCE``; returns the largest
+    ``(sigma_max, bound)``."""
     layer.train(False)
-    sigma_max = jacobian_singular_values(layer, input_shape)[0].item()
+    sigma_max = max(
+        jacobian_singular_values(layer, input_shape, seed=seed)[0].item() for seed in range(points)
+    )
     bound = layer.lipschitz_bound()
     if not sigma_max <= bound + TOLERANCE:
         raise AssertionError(f"exact norm {sigma_max} exceeds stated bound {bound}")
@@ -108,10 +118,21 @@ def _case(check: str, family: LayerFamily, **case) -> Iterator[None]:
             ) from error
 
 
+def _points(family: LayerFamily) -> int:
+    return NONLINEAR_POINTS if family.nonlinear else 1
+
+
+def _sizes(family: LayerFamily, size_in: int, size_out: int) -> tuple[int, int]:
+    """``(size_in, size_out)``, or ``(size_out, size_out)`` for a family whose layers keep
+    their channel count."""
+    return (size_in, size_out) if family.changes_channels else (size_out, size_out)
+
+
 def _conv_cases(family: LayerFamily) -> Iterator[dict]:
+    pairs = [pair for pair in CHANNEL_PAIRS if family.changes_channels or pair[0] == pair[1]]
     for padding_mode in family.padding_modes:
         for kernel_size in KERNEL_SIZES:
-            for c_in, c_out in CHANNEL_PAIRS:
+            for c_in, c_out in pairs:
                 yield {
                     "layer": "conv",
                     "in_channels": c_in,
@@ -122,8 +143,9 @@ def _conv_cases(family: LayerFamily) -> Iterator[dict]:
                 }
 
 
-def _dense_cases() -> Iterator[dict]:
-    for n_in, n_out in DENSE_SHAPES:
+def _dense_cases(family: LayerFamily) -> Iterator[dict]:
+    shapes = [shape for shape in DENSE_SHAPES if family.changes_channels or shape[0] == shape[1]]
+    for n_in, n_out in shapes:
         yield {
             "layer": "linear",
             "in_features": n_in,
@@ -150,34 +172,34 @@ def check_bound_random_weights(family: LayerFamily) -> None:
     """The exact norm is at most the stated bound at N(0, 1) weights: convolutions of every
     kernel size in ``KERNEL_SIZES``, channel pair in ``CHANNEL_PAIRS`` and supported padding on
     ``c x 6 x 6`` inputs, and dense layers of every shape in ``DENSE_SHAPES``."""
-    for case in (*_conv_cases(family), *_dense_cases()):
+    for case in (*_conv_cases(family), *_dense_cases(family)):
         with _case("bound_random_weights", family, **case):
             layer = _build(family, case)
             randomise(layer, seed=1)
-            assert_bound_holds(layer, case["input_shape"])
+            assert_bound_holds(layer, case["input_shape"], _points(family))
 
 
 def check_bound_adversarial_weights(family: LayerFamily) -> None:
     """As ``bound_random_weights``, after 20 Adam steps (training mode) that push the output
     norm up from N(0, 1) weights."""
-    for case in (*_conv_cases(family), *_dense_cases()):
+    for case in (*_conv_cases(family), *_dense_cases(family)):
         with _case("bound_adversarial_weights", family, **case):
             layer = _build(family, case)
             randomise(layer, seed=2 if case["layer"] == "conv" else 1)
             maximise_output_norm(layer, case["input_shape"])
-            assert_bound_holds(layer, case["input_shape"])
+            assert_bound_holds(layer, case["input_shape"], _points(family))
 
 
 def _small_network(family: LayerFamily) -> nn.Sequential:
     """conv -> activation -> conv -> activation -> pooling -> dense -> first channels."""
     return nn.Sequential(
-        family.conv(2, 4, 3),
+        *channel_changing_conv(family, 2, 4, 3),
         family.activation(),
         family.conv(4, 4, 3),
         family.activation(),
         ConcatenationPooling(2),
         nn.Flatten(),
-        family.linear(4 * 4 * 3 * 3, 6),
+        *channel_changing_linear(family, 4 * 4 * 3 * 3, 6),
         FirstChannels(4),
     )
 
@@ -192,7 +214,9 @@ def check_network_bound(family: LayerFamily) -> None:
         if not family.lipschitz:
             _expect(bound is None, f"a family without bounds got a network bound {bound}")
             return
-        product = math.prod(network[index].lipschitz_bound() for index in (0, 2, 6))
+        product = math.prod(
+            module.lipschitz_bound() for module in network if hasattr(module, "lipschitz_bound")
+        )
         _expect(
             bound is not None and math.isclose(bound, product, rel_tol=1e-6),
             f"network bound {bound} is not the product {product} of its layers' bounds",
@@ -211,8 +235,12 @@ def check_export(family: LayerFamily) -> None:
     computes in eval mode (1e-6), is in eval mode, and shares nothing with the original."""
     with _case("export", family, network="conv(3->8, k3)-act-dense", input=(5, 3, 6, 6)):
         network = nn.Sequential(
-            family.conv(3, 8, 3), family.activation(), nn.Flatten(), family.linear(8 * 36, 10)
+            *channel_changing_conv(family, 3, 8, 3),
+            family.activation(),
+            nn.Flatten(),
+            *channel_changing_linear(family, 8 * 36, 10),
         )
+        layer_types = [type(module) for module in network]
         randomise(network, seed=4)
         with torch.no_grad():
             for parameter in network.parameters():
@@ -224,7 +252,7 @@ def check_export(family: LayerFamily) -> None:
         _expect(not exported.training, "the exported model is not in eval mode")
         torch.testing.assert_close(exported(x), expected, rtol=1e-6, atol=1e-6)
         _expect(
-            type(network[0]) is type(family.conv(3, 8, 3)),
+            [type(module) for module in network] == layer_types,
             "export replaced a layer of the original model",
         )
         with torch.no_grad():
@@ -235,9 +263,10 @@ def check_export(family: LayerFamily) -> None:
 def check_gradients_reach_every_parameter(family: LayerFamily) -> None:
     """A loss on the output of a conv (3->6, k3) and a dense layer (5->7) gives every parameter
     a finite, non-zero gradient."""
+    (c_in, c_out), (n_in, n_out) = _sizes(family, 3, 6), _sizes(family, 5, 7)
     for build, x, description in (
-        (lambda: family.conv(3, 6, 3), torch.randn(4, 3, 6, 6), "conv(3->6, k3)"),
-        (lambda: family.linear(5, 7), torch.randn(4, 5), "linear(5->7)"),
+        (lambda: family.conv(c_in, c_out, 3), torch.randn(4, c_in, 6, 6), "conv(3->6, k3)"),
+        (lambda: family.linear(n_in, n_out), torch.randn(4, n_in), "linear(5->7)"),
     ):
         with _case("gradients_reach_every_parameter", family, layer=description):
             layer = build()
@@ -253,9 +282,10 @@ def check_gradients_match_finite_differences(family: LayerFamily) -> None:
     """``torch.autograd.gradcheck`` of a conv (2->3, k3) in its parameters, in float64: fails
     if a weight transform were detached from the graph or its backward were wrong."""
     with _case("gradients_match_finite_differences", family, layer="conv(2->3, k3)"):
-        layer = family.conv(2, 3, 3).double()
+        c_in, c_out = _sizes(family, 2, 3)
+        layer = family.conv(c_in, c_out, 3).double()
         randomise(layer, seed=6)
-        x = torch.randn(1, 2, 5, 5, dtype=torch.float64)
+        x = torch.randn(1, c_in, 5, 5, dtype=torch.float64)
         parameters = dict(layer.named_parameters())
 
         def as_function(*values):
@@ -272,7 +302,11 @@ def check_state_dict_round_trip(family: LayerFamily) -> None:
     with _case("state_dict_round_trip", family, network="conv(3->6, k3)-act-conv(6->4, k1)"):
 
         def build():
-            return nn.Sequential(family.conv(3, 6, 3), family.activation(), family.conv(6, 4, 1))
+            return nn.Sequential(
+                *channel_changing_conv(family, 3, 6, 3),
+                family.activation(),
+                *channel_changing_conv(family, 6, 4, 1),
+            )
 
         source = build()
         randomise(source, seed=7)
@@ -287,9 +321,10 @@ def check_state_dict_round_trip(family: LayerFamily) -> None:
 def check_states_bound_iff_lipschitz(family: LayerFamily) -> None:
     """Its conv and dense layers have ``lipschitz_bound()`` exactly when the family says
     ``lipschitz=True``, and then it is positive and finite."""
+    c_in, c_out = _sizes(family, 3, 4)
     for build, description in (
-        (lambda: family.conv(3, 4, 3), "conv(3->4, k3)"),
-        (lambda: family.linear(3, 4), "linear(3->4)"),
+        (lambda: family.conv(c_in, c_out, 3), "conv(3->4, k3)"),
+        (lambda: family.linear(c_in, c_out), "linear(3->4)"),
     ):
         with _case("states_bound_iff_lipschitz", family, layer=description):
             layer = build()
@@ -331,12 +366,13 @@ def check_layer_contract(family: LayerFamily) -> None:
     ``lipschitz_bound()`` is a positive finite float, ``weight_transform()`` returns a tensor
     after one forward, ``export()`` a module, ``multiply_adds(input_shape, batch_size)`` a
     positive int."""
+    (c_in, c_out), (n_in, n_out) = _sizes(family, 3, 6), _sizes(family, 5, 7)
     for padding_mode in family.padding_modes:
         with _case("layer_contract", family, layer="conv(3->6, k3)", padding_mode=padding_mode):
-            layer = family.conv(3, 6, 3, padding_mode=padding_mode)
-            _check_contract_methods(layer, (3, IMAGE_SIZE, IMAGE_SIZE))
+            layer = family.conv(c_in, c_out, 3, padding_mode=padding_mode)
+            _check_contract_methods(layer, (c_in, IMAGE_SIZE, IMAGE_SIZE))
     with _case("layer_contract", family, layer="linear(5->7)"):
-        _check_contract_methods(family.linear(5, 7), (5,))
+        _check_contract_methods(family.linear(n_in, n_out), (n_in,))
 
 
 #: torch's ``nn.Conv2d`` positional order after the sizes; the values build a valid layer.
@@ -376,6 +412,25 @@ def check_constructor_arguments(family: LayerFamily) -> None:
             _expect_value_error(argument, family.conv, 4, 4, 3, **keyword)
 
 
+def check_channel_changes_refused(family: LayerFamily) -> None:
+    """A family with ``changes_channels=False`` refuses conv(3->6) and linear(5->7) with a
+    ``ValueError`` naming the channels or features (a family that changes them builds them in
+    every other check)."""
+    if family.changes_channels:
+        return
+    for build, argument in (
+        (lambda: family.conv(3, 6, 3), "channels"),
+        (lambda: family.linear(5, 7), "features"),
+    ):
+        with _case("channel_changes_refused", family, argument=argument):
+            try:
+                build()
+            except ValueError as error:
+                _expect(argument in str(error).lower(), f"the ValueError does not name {argument}")
+                continue
+            raise AssertionError(f"a layer changing its {argument} was built")
+
+
 #: Every check by name, in the order ``check_family`` runs them.
 CHECKS: dict[str, Callable[[LayerFamily], None]] = {
     "layer_contract": check_layer_contract,
@@ -388,6 +443,7 @@ CHECKS: dict[str, Callable[[LayerFamily], None]] = {
     "state_dict_round_trip": check_state_dict_round_trip,
     "gradients_reach_every_parameter": check_gradients_reach_every_parameter,
     "gradients_match_finite_differences": check_gradients_match_finite_differences,
+    "channel_changes_refused": check_channel_changes_refused,
 }
 
 #: The checks that apply only to a family with ``lipschitz=True``.

@@ -19,14 +19,23 @@ from torch import nn
 
 from aol import families
 from aol.architectures import ablations, convnet, digits, patchwise
-from aol.architectures.common import ArchitectureShapeError
+from aol.architectures.common import ArchitectureShapeError, FamilyNotSupportedError
 
-__all__ = ["ArchitectureShapeError", "UnknownArchitectureError", "build", "names"]
+__all__ = [
+    "ArchitectureShapeError",
+    "FamilyNotSupportedError",
+    "UnknownArchitectureError",
+    "build",
+    "names",
+]
 
 Builder = Callable[..., nn.Sequential]
 
 _BUILDERS: dict[str, Builder] = {
-    **{name: partial(patchwise.patchwise, width=w) for name, w in patchwise.WIDTHS.items()},
+    **{
+        name: partial(patchwise.paper_patchwise, name=name, width=w)
+        for name, w in patchwise.WIDTHS.items()
+    },
     "aol-fc": ablations.aol_fc,
     "aol-std": ablations.aol_std,
     "aol-alt": ablations.aol_alt,
@@ -64,7 +73,9 @@ def build(
     inputs and ``num_classes`` outputs.
 
     Raises ``UnknownArchitectureError`` / ``families.UnknownFamilyError`` for unknown
-    names and ``ArchitectureShapeError`` when the architecture cannot take that input
+    names, ``FamilyNotSupportedError`` (before building anything) when the architecture
+    needs layers the family cannot build (channel changes from a residual family), and
+    ``ArchitectureShapeError`` when the architecture cannot take that input
     (use ``torch.device("meta")`` as a context manager to check this without memory).
     """
     builder = _builder(name)

@@ -15,6 +15,7 @@ from aol.architectures.common import (
     linear_block,
     power_of_two_exponent,
     require,
+    require_channel_changes,
 )
 from aol.families import LayerFamily
 from aol.nn.modules import ConcatenationPooling, FirstChannels
@@ -30,6 +31,7 @@ def aol_fc(family: LayerFamily, num_classes, in_channels, image_size):
     activation, FirstChannels(num_classes) -- 9 dense layers. The released code
     (``nrof_layers=8``) has one fewer (berndprach/AOL@562bddf ``models/``).
     """
+    require_channel_changes(family, "aol-fc", f"the dense layer to {FC_WIDTH} features")
     require(num_classes <= FC_WIDTH, f"aol-fc has {FC_WIDTH} outputs, < {num_classes} classes")
     layers: list[nn.Module] = [nn.Flatten()]
     features = in_channels * image_size * image_size
@@ -55,6 +57,7 @@ def aol_std(family: LayerFamily, num_classes, in_channels, image_size):
     FirstChannels(num_classes), Flatten. On 32x32 inputs that is 5 blocks ending
     at 1x1x1024, as in the paper; other power-of-two sizes get log2(size) blocks.
     """
+    require_channel_changes(family, "aol-std", f"the 1x1 stem conv to {STD_FIRST_WIDTH}")
     blocks = power_of_two_exponent(image_size)
     require(
         blocks is not None and blocks >= 1,
@@ -91,6 +94,7 @@ def aol_alt(family: LayerFamily, num_classes, in_channels, image_size):
     activation], conv 1x1 (no activation), FirstChannels(num_classes), Flatten.
     Defined for 32x32 inputs only.
     """
+    require_channel_changes(family, "aol-alt", "the 1x1 conv after each ConcatenationPooling")
     require(
         image_size == ALT_IMAGE_SIZE,
         f"aol-alt is defined for {ALT_IMAGE_SIZE}x{ALT_IMAGE_SIZE} inputs, got {image_size}",

@@ -11,40 +11,25 @@ berndprach/1LipschitzLayersCompared@01e3f2a ``models/simplified_conv_net.py``).
 
 w = 16 / 32 / 64 / 128; 1.57M / 6.28M / 25.12M / 100.46M parameters on CIFAR.
 1LLC's AdaptiveMaxPool2d(1) is the identity at 1x1 and is left out. Padding is
-the family's default (1LLC used circular padding for AOL).
+the family's default (1LLC used circular padding for AOL). Every conv keeps its channel
+count, so the ConvNet builds from every family, residual ones (SLL, CPL) included: channels
+change only by zero channels, FirstChannels and PixelUnshuffle, as in 1LLC.
 """
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
 from torch import nn
 
-from aol.architectures.common import conv_block, power_of_two_exponent, require
+from aol.architectures.common import (
+    ZeroChannelConcatenation,
+    conv_block,
+    power_of_two_exponent,
+    require,
+)
 from aol.families import LayerFamily
 from aol.nn.modules import ConcatenationPooling, FirstChannels
 
 CONVS_PER_BLOCK = 5  # 1LLC nrof_layers_per_block
-
-
-class ZeroChannelConcatenation(nn.Module):
-    """Append zero channels up to ``channels``: an isometric embedding (1-Lipschitz)."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.channels = channels
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        missing = self.channels - x.shape[1]
-        if missing < 0:
-            raise ValueError(f"ZeroChannelConcatenation({self.channels}) got {x.shape[1]} channels")
-        return F.pad(x, (0, 0, 0, 0, 0, missing))
-
-    def lipschitz_bound(self) -> float:
-        return 1.0
-
-    def extra_repr(self) -> str:
-        return f"channels={self.channels}"
 
 
 def convnet(family: LayerFamily, num_classes, in_channels, image_size, width) -> nn.Sequential:

@@ -10,7 +10,9 @@
 
 Same pattern as AOL-Small (patch, 1x1 encode, 3x3 convs, keep a few channels,
 dense stack), with patch 2, 64 channels and 4+4 layers so it trains in about a
-minute on a CPU. It works on any even image size.
+minute on a CPU. It works on any even image size, and with every family: for one whose
+layers keep their channel count (SLL, CPL) the patches are padded with zero channels to 64
+before the first 1x1 conv, as 1LLC's ConvNet widens its input.
 """
 
 from __future__ import annotations
@@ -32,4 +34,5 @@ def aol_digits(family: LayerFamily, num_classes, in_channels, image_size) -> nn.
     return patchwise(
         family, num_classes, in_channels, image_size, KEPT_CHANNELS, patch_size=PATCH_SIZE,
         channels=CHANNELS, conv_layers=CONV_LAYERS, dense_layers=DENSE_LAYERS, name="aol-digits",
+        widen_with_zeros=True,
     )  # fmt: skip

@@ -20,7 +20,13 @@ from __future__ import annotations
 
 from torch import nn
 
-from aol.architectures.common import conv_block, linear_block, require
+from aol.architectures.common import (
+    channel_changing_conv,
+    conv_block,
+    linear_block,
+    require,
+    require_channel_changes,
+)
 from aol.families import LayerFamily
 from aol.nn.modules import ConcatenationPooling, FirstChannels
 
@@ -42,13 +48,20 @@ def patchwise(
     conv_layers: int = ENCODING_LAYERS,
     dense_layers: int = DENSE_LAYERS,
     name: str | None = None,
+    widen_with_zeros: bool = False,
 ) -> nn.Sequential:
     """The patchwise pattern: patch, 1x1 encode, ``conv_layers`` 3x3 convs, 1x1, keep
     ``width`` channels, flatten, ``dense_layers`` dense layers, keep ``num_classes``.
 
     The defaults are the paper's AOL models; ``aol-digits`` uses the same pattern smaller.
+    The 1x1 encoding conv changes the channel count; for a family whose layers cannot
+    (``changes_channels=False``) the paper's models are refused, while
+    ``widen_with_zeros=True`` (aol-digits) pads the patches with zero channels first.
     """
     name = name or f"patchwise model (w={width})"
+    patch_channels = in_channels * patch_size**2
+    if not widen_with_zeros:
+        require_channel_changes(family, name, f"the 1x1 conv {patch_channels} -> {channels}")
     require(
         image_size % patch_size == 0,
         f"{name} needs an image size divisible by {patch_size}, got {image_size}",
@@ -59,7 +72,8 @@ def patchwise(
         f"{name} has {dense_width} output features, fewer than {num_classes} classes",
     )
     layers: list[nn.Module] = [ConcatenationPooling(patch_size)]
-    layers += conv_block(family, in_channels * patch_size**2, channels, 1, True)
+    layers += channel_changing_conv(family, patch_channels, channels, 1)
+    layers.append(family.activation())
     for _ in range(conv_layers):
         layers += conv_block(family, channels, channels, 3, True)
     layers += conv_block(family, channels, channels, 1, False)
@@ -72,3 +86,8 @@ def patchwise(
 
 #: The paper's sizes (Table 2): 18,724,480 / 62,779,008 / 136,193,664 parameters on CIFAR.
 WIDTHS = {"aol-small": 16, "aol-medium": 32, "aol-large": 48}
+
+
+def paper_patchwise(family: LayerFamily, num_classes, in_channels, image_size, *, name, width):
+    """AOL-Small/-Medium/-Large by ``name`` (errors name the architecture)."""
+    return patchwise(family, num_classes, in_channels, image_size, width, name=name)
