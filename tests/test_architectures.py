@@ -55,14 +55,79 @@ def test_convnet_parameter_counts(name, width, published_millions):
     assert round(count / 1e6, 2) == published_millions
 
 
+#: The architectures whose layers must change the channel count (the AOL paper's models);
+#: the others (ConvNets, aol-digits) build from a family whose layers keep it.
+NEED_CHANNEL_CHANGES = {"aol-small", "aol-medium", "aol-large", "aol-fc", "aol-std", "aol-alt"}
+
+
 @pytest.mark.parametrize("family", families.names())
 @pytest.mark.parametrize("name", architectures.names())
 def test_every_architecture_and_family_gives_class_scores_on_cifar(name, family):
+    if name in NEED_CHANNEL_CHANGES and not families.get(family).changes_channels:
+        with pytest.raises(architectures.FamilyNotSupportedError, match=f"'{family}'"):
+            architectures.build(name, family, **CIFAR)
+        return
     with torch.device("meta"):
         model = architectures.build(name, family, **CIFAR)
         scores = model(torch.empty(2, 3, 32, 32))
     assert isinstance(model, torch.nn.Sequential)
     assert tuple(scores.shape) == (2, 10)
+
+
+def keeps_channels_family(calls):
+    """AOL layers behind a family that says its layers keep the channel count; ``calls``
+    records the (in, out) of every layer built."""
+
+    def conv(in_channels, out_channels, kernel_size, **options):
+        calls.append((in_channels, out_channels))
+        return aol.AOLConv2d(in_channels, out_channels, kernel_size, **options)
+
+    def linear(in_features, out_features, **options):
+        calls.append((in_features, out_features))
+        return aol.AOLLinear(in_features, out_features, **options)
+
+    return dataclasses.replace(
+        families.get("aol"),
+        name="keeps-channels-test",
+        conv_factory=conv,
+        linear_factory=linear,
+        padding_modes=("zeros",),
+        changes_channels=False,
+    )
+
+
+@pytest.mark.parametrize("name", architectures.names())
+def test_a_family_keeping_channels_builds_square_layers_or_is_refused_before_any(name):
+    calls = []
+    family = keeps_channels_family(calls)
+    if name in NEED_CHANNEL_CHANGES:
+        with pytest.raises(architectures.FamilyNotSupportedError) as raised:
+            architectures.build(name, family, **CIFAR)
+        message = str(raised.value)
+        assert name in message and "'keeps-channels-test'" in message
+        assert "change the number of channels" in message
+        assert calls == []  # refused before building any layer
+        return
+    with torch.device("meta"):
+        model = architectures.build(name, family, **CIFAR)
+        scores = model(torch.empty(2, 3, 32, 32))
+    assert tuple(scores.shape) == (2, 10)
+    assert calls and all(size_in == size_out for size_in, size_out in calls)
+
+
+def test_aol_digits_widens_with_zero_channels_for_a_family_keeping_channels():
+    model = architectures.build("aol-digits", keeps_channels_family([]), 10, 1, 8)
+    widening = model[1]
+    assert isinstance(widening, architectures.common.ZeroChannelConcatenation)
+    assert widening.channels == 64 and model[2].in_channels == 64
+    x = torch.randn(3, 4, 4, 4)
+    assert torch.equal(widening(x)[:, :4], x) and not widening(x)[:, 4:].any()
+
+
+def test_zero_channel_concatenation_pads_dense_features():
+    x = torch.randn(2, 3)
+    padded = architectures.common.ZeroChannelConcatenation(5)(x)
+    assert padded.shape == (2, 5) and torch.equal(padded[:, :3], x) and not padded[:, 3:].any()
 
 
 @pytest.mark.parametrize(
@@ -125,3 +190,16 @@ def test_aol_digits_bound_holds_for_the_exact_jacobian_at_random_weights(seed):
 def test_standard_family_states_no_bound():
     model = architectures.build("aol-digits", "standard", 10, 1, 8)
     assert aol.network_lipschitz_bound(model) is None
+
+
+@pytest.mark.parametrize("family", ["sll", "cpl"])
+def test_residual_family_digits_bound_holds_for_the_exact_jacobian(family):
+    torch.manual_seed(1)
+    model = architectures.build("aol-digits", family, 10, 1, 8).double()
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.normal_()  # far from the initialisation
+    bound = aol.network_lipschitz_bound(model)
+    assert 1.0 <= bound < 1.0 + 1e-6
+    largest = jacobian_singular_values(model, (1, 8, 8), seed=0)[0].item()
+    assert 0 < largest <= bound + 1e-9

@@ -76,6 +76,16 @@ def test_bad_train_arguments(tmp_path, capsys, flag, values, words):
     assert not out.exists()
 
 
+@pytest.mark.parametrize("family", ["sll", "cpl"])
+def test_an_architecture_a_residual_family_cannot_build_is_refused(tmp_path, capsys, family):
+    """AOL-Small's first 1x1 conv changes the channel count; SLL and CPL layers cannot."""
+    out = tmp_path / "run"
+    arguments = replaced(replaced(TRAIN, "--architecture", "aol-small"), "--family", family)
+    code = exit_status([*arguments, "--out", str(out)])
+    assert_one_line_error(capsys, code, "aol-small", f"'{family}'", "change the number of channels")
+    assert not out.exists()
+
+
 @pytest.mark.parametrize(
     "flag, values",
     [

@@ -86,6 +86,12 @@ def seed_above_int64(config):
     return "seeds[1]"
 
 
+def residual_family_on_an_aol_paper_model(config):
+    config["experiments"][0]["architectures"] = ["aol-small"]  # a channel-changing 1x1 conv
+    config["experiments"][0]["families"] = ["aol", "sll"]
+    return "experiments[name=digits].architectures"
+
+
 def architecture_too_big_for_digits(config):
     config["experiments"][0]["architectures"] = ["aol-alt"]  # for 32x32 images
     return "experiments[name=digits].architectures"
@@ -110,6 +116,7 @@ def architecture_too_big_for_digits(config):
         nan_temperature,
         seed_above_int64,
         architecture_too_big_for_digits,
+        residual_family_on_an_aol_paper_model,
     ],
 )
 def test_bad_config_fails_before_any_job(tmp_path, spoil):
