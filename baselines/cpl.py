@@ -12,7 +12,7 @@ bounds the convolution on the infinite grid, so every input size and both paddin
 stated bound is ``max(1, (2 / U^2) U64^2 - 1)`` with ``U64`` recomputed in float64 from the
 stored weights (1 up to rounding). The cost: the step is ``2 / U^2 <= 2 / ||W||^2``, smaller
 where the Schur bound is loose (this is SLL with one scalar ``tau``); per training step the
-Gram kernel costs ``c^3 k^2 (2k - 1)^2`` multiply-adds instead of the authors' one
+Gram kernel costs ``c^3 k^4`` multiply-adds instead of the authors' one
 power-iteration step (``c^2 k^2 h w``).
 """
 

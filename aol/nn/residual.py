@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from aol.nn.bounds import FLOAT64_SLACK, correlation_gram_kernel
+from aol.nn.bounds import FLOAT64_SLACK
 from aol.nn.contract import (
     LipschitzConv2d,
     LipschitzLinear,
@@ -34,6 +34,7 @@ from aol.nn.contract import (
     plain_linear,
     same_size_conv2d,
 )
+from aol.nn.rescaling import conv_gram_blocks
 
 
 def adjoint_same_size_conv2d(u: torch.Tensor, weight: torch.Tensor, padding_mode: str):
@@ -48,18 +49,19 @@ def adjoint_kernel(weight: torch.Tensor) -> torch.Tensor:
 
 
 def inner_gram(weight: torch.Tensor) -> torch.Tensor:
-    """A kernel ``[inner, inner, 2 k1 - 1, 2 k2 - 1]`` (``[inner, inner, 1, 1]`` for a matrix
-    ``[inner, c]``) with the absolute row sums of ``A A^T``, ``A`` the correlation with
-    ``weight`` (it is ``A A^T``'s kernel up to a flip of the offsets, which no row sum sees)."""
+    """The Gram kernel of ``A A^T``, ``A`` the correlation with ``weight`` ``[inner, c, k1,
+    k2]``, as ``[inner, inner, offsets]`` (``W W^T`` as ``[inner, inner, 1]`` for a matrix
+    ``[inner, c]``), up to a flip of the offsets, which no row sum sees. From the Gram matrix
+    of the kernel taps (``c^3 k^4`` multiply-adds, ``aol.nn.rescaling.conv_gram_blocks``)."""
     if weight.dim() == 2:
-        weight = weight[:, :, None, None]
-    return correlation_gram_kernel(weight.transpose(0, 1))
+        return (weight @ weight.T)[:, :, None]
+    return conv_gram_blocks(weight.transpose(0, 1))
 
 
 def weighted_row_sums(gram: torch.Tensor, q: torch.Tensor | None = None) -> torch.Tensor:
     """``t_i = sum_{j, offsets} |G_ij| q_j / q_i`` (``q`` None: all ones), one per inner
     channel: SLL's ``T`` ("SDP-based Lipschitz Layers", Araujo et al., ICLR 2023, Thm. 3)."""
-    sums = gram.abs().sum(dim=(2, 3))
+    sums = gram.abs().sum(dim=2)
     if q is None:
         return sums.sum(dim=1)
     return (sums * q[None, :]).sum(dim=1) / q
@@ -159,10 +161,10 @@ class GradientStepConv2d(_GradientStepLayer, LipschitzConv2d):
             )
 
     def multiply_adds(self, input_shape, batch_size: int) -> int:
-        """``2 C`` (A and A^T) plus the Gram kernel of ``A A^T``: ``c^3 k1 k2 (2 k1 - 1)
-        (2 k2 - 1)`` (1LLC Table 1 gives SLL ``2C + c^3 k^4`` in order of magnitude)."""
+        """``2 C`` (A and A^T) plus the Gram matrix of the kernel taps, ``c^3 k^4`` (SLL's
+        count in 1LLC Table 1: ``2C + c^3 k^4``)."""
         k1, k2 = self.kernel_size
-        gram = self.in_channels**3 * k1 * k2 * (2 * k1 - 1) * (2 * k2 - 1)
+        gram = self.in_channels**3 * (k1 * k2) ** 2
         return 2 * self.convolution_multiply_adds(input_shape, batch_size) + gram
 
 
