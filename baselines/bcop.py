@@ -33,8 +33,10 @@ orthonormality), so the bound is not assumed to be 1: ``lipschitz_bound()`` take
 actually used and applies the Schur test to its Gram kernel ``K^T * K`` in float64
 (``aol.nn.bounds.gram_row_sum_bound``; for ``c_out < c_in`` to the adjoint kernel, whose Gram is
 the identity for row-orthogonal kernels), valid for zero and circular padding at every input
-size; a 1x1 kernel and the dense layer get the float64 SVD norm of their matrix. Both carry the
-relative allowance ``aol.nn.bounds.FLOAT64_SLACK`` for the float64 rounding of the bound itself.
+size (when that exceeds ``LOOSE_SCHUR_BOUND``, far from orthogonal, the smaller of it and the
+grid bound ``aol.nn.bounds.frequency_norm_bound``); a 1x1 kernel and the dense layer get the
+float64 SVD norm of their matrix. All carry the relative allowance
+``aol.nn.bounds.FLOAT64_SLACK`` for the float64 rounding of the bound itself.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from aol.families import LayerFamily
-from aol.nn.bounds import FLOAT64_SLACK, gram_row_sum_bound
+from aol.nn.bounds import FLOAT64_SLACK, frequency_norm_bound, gram_row_sum_bound
 from aol.nn.contract import (
     LipschitzConv2d,
     LipschitzLinear,
@@ -57,6 +59,9 @@ from baselines.cayley import _VersionedCache
 
 #: Björck iterations (BCOP paper Sec. 4; 1LLC's BCOP uses the same).
 ITERATIONS = 20
+#: Above this Schur bound the kernel is far from orthogonal and the grid bound
+#: ``frequency_norm_bound`` (within ~1% of the norm) is computed too; the smaller one is used.
+LOOSE_SCHUR_BOUND = 1.01
 
 
 def schur_norm_bound(matrices: torch.Tensor) -> torch.Tensor:
@@ -127,7 +132,10 @@ def conv_norm_bound(kernel: torch.Tensor) -> float:
         else:
             if kernel.shape[0] < kernel.shape[1]:  # the adjoint: same norm, Gram ~ identity
                 kernel = kernel.transpose(0, 1).flip(2, 3)
-            norm = gram_row_sum_bound(kernel).item()
+            norm = gram_row_sum_bound(kernel).item() * (1.0 + FLOAT64_SLACK)
+            if norm > LOOSE_SCHUR_BOUND:  # far from orthogonal: the tight grid bound may win
+                norm = min(norm, frequency_norm_bound(kernel))
+            return norm
         return norm * (1.0 + FLOAT64_SLACK)
 
 
