@@ -13,7 +13,8 @@ Multiplying the tap sequences (``K = H * F_1 * ... * F_m``, products of matrices
 symbols, so ``K`` is an orthogonal convolution with circular padding at every input size, and
 1-Lipschitz with zero padding (paper Sec. 3; zero padding is a crop of the infinite convolution).
 Every matrix with orthonormal columns comes from Björck's iteration (Björck & Bowie, 1971)
-``A <- 1.5 A - 0.5 A A^T A`` on a free parameter, 20 iterations as in the paper.
+``A <- 1.5 A - 0.5 A A^T A`` on a free parameter, 20 iterations as in the paper (3 for the dense
+layer, option ``iterations``).
 
 Differences from the reference code, on purpose:
 
@@ -57,8 +58,12 @@ from aol.nn.contract import (
 )
 from baselines.cayley import _VersionedCache
 
-#: Björck iterations (BCOP paper Sec. 4; 1LLC's BCOP uses the same).
+#: Björck iterations of the convolution (BCOP paper Sec. 4; 1LLC's BCOP uses the same).
 ITERATIONS = 20
+#: Björck iterations of the dense layer: from the Schur-scaled start a near-orthogonal matrix
+#: converges quadratically, and at digits sizes 20 would make it the most expensive layer
+#: (1LLC's ``BjorckLinear`` trains with 3).
+DENSE_ITERATIONS = 3
 #: Above this Schur bound the kernel is far from orthogonal and the grid bound
 #: ``frequency_norm_bound`` (within ~1% of the norm) is computed too; the smaller one is used.
 LOOSE_SCHUR_BOUND = 1.01
@@ -143,8 +148,10 @@ class _BjorckBase:
     """Options, eval-mode cache and bound shared by the conv and dense BCOP layers."""
 
     options = ("iterations",)
+    default_iterations = ITERATIONS
 
-    def _set_options(self, *, iterations: int = ITERATIONS) -> None:
+    def _set_options(self, *, iterations: int | None = None) -> None:
+        iterations = self.default_iterations if iterations is None else iterations
         if iterations < 1:
             raise ValueError(f"iterations must be >= 1, got {iterations}")
         self.iterations = iterations
@@ -216,6 +223,8 @@ class BCOPConv2d(_BjorckBase, LipschitzConv2d):
 class BCOPLinear(_BjorckBase, LipschitzLinear):
     """Dense layer ``y = bjorck(W) x + b`` (orthonormal columns or rows; Björck & Bowie 1971,
     the dense layer of the BCOP paper)."""
+
+    default_iterations = DENSE_ITERATIONS
 
     def _add_state(self, device, dtype) -> None:
         self._cache = _VersionedCache()

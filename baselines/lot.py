@@ -5,7 +5,7 @@ A circular convolution on an ``n1 x n2`` canvas is block-diagonalised by the 2-D
 Gupta & Long, ICLR 2019): frequency ``f`` gets the matrix ``V^(f)`` (``c_out x c_in``) of the
 kernel parameter ``V``. LOT replaces it by its orthogonal polar factor
 ``W^(f) = (V^ V^H)^(-1/2) V^`` (paper Sec. 3), computed with ``t`` coupled Newton-Schulz steps on
-``S = (V^ V^H + eps I) / N``, ``N = ||V^ V^H + eps I||_F + eps``, ``eps = 1e-4``:
+``S = (V^ V^H + eps I) / N``, ``N = max_i sum_j |(V^ V^H + eps I)_ij| + eps``, ``eps = 1e-4``:
 
     Y_0 = S, Z_0 = I, T = (3 I - Z Y) / 2, Y <- Y T, Z <- T Z;   W^ = Z_t V^ / sqrt(N)
 
@@ -31,11 +31,16 @@ it were exceeded (zoo: that would need a float64 Newton-Schulz error above 1e-8)
 Differences from the reference code, on purpose:
 
 * ``rfft2`` (half the frequencies; ``W^(-f) = conj(W^(f))``) instead of ``fft2``.
+* ``N`` is the Schur bound (largest absolute row sum) instead of the Frobenius norm: both are
+  ``>= ||S||``, so the spectrum of ``S`` stays in ``(0, 1]``, but for an orthogonal ``V^`` the
+  Schur bound is exact and the iteration starts converged (the Frobenius norm puts it at
+  ``1 / sqrt(c)``, which costs about ``log2(c) / 2`` extra steps).
 * Eval-mode matrices in complex128, cached per input size (the reference's ``frozen_w_ortho``
   does the same but its training script never calls it); training steps use the weights' dtype.
 * ``circular`` padding is offered (and the default); the reference has only its zero padding.
 * The dense layer (the reference has none; its networks end in a 1x1 LOT convolution) applies the
-  same Newton-Schulz map to one real matrix, with the bound of the actual matrix (float64 SVD).
+  same Newton-Schulz map to one real matrix (3 steps, option ``iterations``), with the bound of
+  the actual matrix (float64 SVD).
 """
 
 from __future__ import annotations
@@ -48,11 +53,19 @@ from torch import nn
 
 from aol.families import LayerFamily
 from aol.nn.bounds import FLOAT64_SLACK
-from aol.nn.contract import LipschitzConv2d, LipschitzLinear, check_image_input, plain_linear
+from aol.nn.contract import (
+    LipschitzConv2d,
+    LipschitzLinear,
+    check_image_input,
+    plain_conv2d,
+    plain_linear,
+)
 from baselines.cayley import _VersionedCache, apply_frequency_weights, wrapped_kernel
 
 #: Newton-Schulz steps (LOT paper Sec. 4 and 1LLC: 10 in training and evaluation).
 ITERATIONS = 10
+#: Newton-Schulz steps of the dense layer (its own choice; the reference has no dense layer).
+DENSE_ITERATIONS = 3
 #: Added to the Gram matrix and its norm (the reference code's 1e-4).
 EPSILON = 1e-4
 #: Allowance for the float64 Newton-Schulz rounding in the stated bound (module docstring).
@@ -67,7 +80,7 @@ def newton_schulz_polar(matrices: torch.Tensor, iterations: int) -> torch.Tensor
         return newton_schulz_polar(matrices.mH, iterations).mH
     identity = torch.eye(rows, dtype=matrices.dtype, device=matrices.device)
     gram = matrices @ matrices.mH + EPSILON * identity
-    norm = torch.linalg.matrix_norm(gram)[..., None, None] + EPSILON
+    norm = gram.abs().sum(dim=-1).amax(dim=-1)[..., None, None] + EPSILON  # >= ||gram||
     y, z = gram / norm, identity.expand_as(gram)
     for _ in range(iterations):
         step = 0.5 * (3.0 * identity - z @ y)
@@ -114,8 +127,10 @@ class _LOTBase:
     """Options, eval-mode cache and initialisation shared by the LOT conv and dense layers."""
 
     options = ("iterations",)
+    default_iterations = ITERATIONS
 
-    def _set_options(self, *, iterations: int = ITERATIONS) -> None:
+    def _set_options(self, *, iterations: int | None = None) -> None:
+        iterations = self.default_iterations if iterations is None else iterations
         if iterations < 1:
             raise ValueError(f"iterations must be >= 1, got {iterations}")
         self.iterations = iterations
@@ -147,6 +162,22 @@ class LOTConv2d(_LOTBase, LipschitzConv2d):
         super()._add_state(device, dtype)
         self.last_canvas_size: tuple[int, int] | None = None
 
+    @property
+    def pointwise(self) -> bool:
+        """A 1x1 kernel has the same matrix at every frequency: one polar factor, applied as a
+        plain 1x1 convolution, bounded by the float64 SVD norm of that matrix (every size)."""
+        return self.kernel_size == (1, 1)
+
+    def pointwise_matrix(self) -> torch.Tensor:
+        """The polar factor of a 1x1 kernel: recomputed while training, else cached."""
+        if self.training:
+            return newton_schulz_polar(self.weight[:, :, 0, 0], self.iterations)
+        return self._cache.get(
+            None,
+            (self.weight,),
+            lambda: newton_schulz_polar(self.weight[:, :, 0, 0], self.iterations),
+        )
+
     def canvas_padding(self) -> tuple[int, int]:
         """Zeros added on each side before the circular convolution (``zeros`` mode)."""
         if self.padding_mode == "circular":
@@ -167,6 +198,8 @@ class LOTConv2d(_LOTBase, LipschitzConv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_image_input(x, self.in_channels)
+        if self.pointwise:
+            return F.conv2d(x, self.pointwise_matrix()[:, :, None, None], self.bias)
         pad_rows, pad_columns = self.canvas_padding()
         if pad_rows or pad_columns:
             x = F.pad(x, (pad_columns, pad_columns, pad_rows, pad_rows))
@@ -176,10 +209,16 @@ class LOTConv2d(_LOTBase, LipschitzConv2d):
         return y if self.bias is None else y + self.bias[None, :, None, None]
 
     def lipschitz_bound(self) -> float:
+        if self.pointwise:
+            with torch.no_grad():
+                matrix = self.pointwise_matrix().to(torch.float64)
+                return torch.linalg.matrix_norm(matrix, ord=2).item() * (1.0 + FLOAT64_SLACK)
         return conv_lipschitz_bound(self.weight)
 
     def weight_transform(self) -> torch.Tensor:
         """The training-time transform for the last canvas size (timed by ``aol.engine.bench``)."""
+        if self.pointwise:
+            return newton_schulz_polar(self.weight[:, :, 0, 0], self.iterations)
         if self.last_canvas_size is None:
             raise RuntimeError("the LOT transform depends on the input size: call forward first")
         return frequency_weights(self.weight, *self.last_canvas_size, self.iterations)
@@ -188,16 +227,21 @@ class LOTConv2d(_LOTBase, LipschitzConv2d):
         """Complex multiply-adds per ``rfft2`` frequency ``F`` of the canvas: ``b c_in c_out``
         (products) + ``c_in c_out r`` (Gram) + ``3 t r^3`` (Newton-Schulz) + ``c_in c_out r``
         (``Z V^``), ``r = min(c_in, c_out)``; FFTs not counted (1LLC Table 1 counts the full
-        spectrum and ``4 t c^3``)."""
+        spectrum and ``4 t c^3``). A 1x1 kernel: ``C`` plus one matrix's transform."""
+        c_in, c_out = self.in_channels, self.out_channels
+        rank = min(c_in, c_out)
+        transform = 2 * c_in * c_out * rank + 3 * self.iterations * rank**3
+        if self.pointwise:
+            return self.convolution_multiply_adds(input_shape, batch_size) + transform
         pad_rows, pad_columns = self.canvas_padding()
         height, width = input_shape[-2] + 2 * pad_rows, input_shape[-1] + 2 * pad_columns
         frequencies = height * (width // 2 + 1)
-        c_in, c_out = self.in_channels, self.out_channels
-        rank = min(c_in, c_out)
-        per_frequency = batch_size * c_in * c_out + 2 * c_in * c_out * rank
-        return frequencies * (per_frequency + 3 * self.iterations * rank**3)
+        return frequencies * (batch_size * c_in * c_out + transform)
 
-    def export(self) -> LOTConv2dInference:
+    def export(self) -> nn.Module:
+        if self.pointwise:
+            matrix = self.pointwise_matrix()[:, :, None, None]
+            return plain_conv2d(matrix, self.bias, self.padding_mode)
         return LOTConv2dInference(self)
 
 
@@ -225,6 +269,8 @@ class LOTConv2dInference(nn.Module):
 class LOTLinear(_LOTBase, LipschitzLinear):
     """Dense layer ``y = (V V^T)^(-1/2) V x + b`` by the same Newton-Schulz steps (orthonormal
     rows or columns); bound: the float64 SVD norm of the matrix actually used."""
+
+    default_iterations = DENSE_ITERATIONS
 
     def weight_transform(self) -> torch.Tensor:
         return newton_schulz_polar(self.weight, self.iterations)
