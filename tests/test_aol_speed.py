@@ -20,7 +20,7 @@ from aol.nn.rescaling import (
 def test_blocked_gram_gives_the_reference_factors_and_gradient(monkeypatch, blocks, shape):
     """Only the block rows on and right of the diagonal are multiplied (forward), and the
     backward uses the symmetric gradient: both against the self-convolution of the paper's code."""
-    monkeypatch.setattr(rescaling, "gram_block_count", lambda c_in: blocks)
+    monkeypatch.setattr(rescaling, "gram_block_count", lambda c_in, device: blocks)
     weight = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
     reference = conv_rescaling_factors_by_self_convolution(weight)
     torch.testing.assert_close(conv_rescaling_factors(weight), reference, rtol=1e-12, atol=0)
@@ -31,8 +31,8 @@ def test_blocked_gram_gives_the_reference_factors_and_gradient(monkeypatch, bloc
 
 
 def test_wide_layers_use_blocks_and_match_the_definition():
-    """At 128+ input channels the default cuts the Gram matrix into blocks."""
-    assert rescaling.gram_block_count(128) > 1
+    """At 128+ input channels on a CPU the default cuts the Gram matrix into blocks."""
+    assert rescaling.gram_block_count(128, torch.device("cpu")) > 1
     weight = torch.randn(3, 130, dtype=torch.float64, requires_grad=True)
     gram = weight.T @ weight
     expected = (gram.abs().sum(dim=1) + rescaling.AOL_EPSILON).rsqrt()
@@ -125,3 +125,16 @@ def test_no_cached_value_in_training_mode_or_where_gradients_flow():
     with torch.no_grad():
         expected = torch.nn.functional.conv2d(x, layer.weight_transform(), layer.bias, padding=1)
         torch.testing.assert_close(layer(x), expected, rtol=0, atol=0)
+
+
+def test_rescaling_ignores_bfloat16_autocast():
+    """Mixed-precision training rounds the convolution to bfloat16, not the rescaling."""
+    torch.manual_seed(0)
+    weight = torch.randn(6, 5, 3, 3)
+    plain = conv_rescaling_factors(weight)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under_autocast = conv_rescaling_factors(weight)
+        dense = linear_rescaling_factors(weight[:, :, 0, 0])
+    assert under_autocast.dtype == torch.float32 and dense.dtype == torch.float32
+    torch.testing.assert_close(under_autocast, plain, rtol=0, atol=0)
+    torch.testing.assert_close(dense, linear_rescaling_factors(weight[:, :, 0, 0]), rtol=0, atol=0)

@@ -29,6 +29,7 @@ one dense matmul); ``V`` is then the sum of ``G``'s entries that share the offse
 
 from __future__ import annotations
 
+import contextlib
 import functools
 
 import torch
@@ -84,11 +85,12 @@ def _offset_sums(weight: torch.Tensor, start: int, stop: int, first_column: int)
     return (pairs @ summation).reshape(rows, cols, -1)
 
 
-def gram_block_count(c_in: int) -> int:
-    """How many channel blocks the Gram matrix is cut into (``_GramRowSums``): 4 for wide
-    layers (10 of 16 block products), 1 (the full product) below 128 channels, where the
-    smaller products would cost more in overhead than they save."""
-    return 4 if c_in >= 128 else 1
+def gram_block_count(c_in: int, device: torch.device) -> int:
+    """How many channel blocks the Gram matrix is cut into (``_GramRowSums``): on a CPU, 4
+    for layers of 128+ input channels (10 of 16 block products: 0.63 of the multiply-adds);
+    otherwise 1 (one product). On a GPU these matmuls take microseconds and each extra block
+    costs kernel launches, which is what bounds a step there."""
+    return 4 if device.type == "cpu" and c_in >= 128 else 1
 
 
 class _GramRowSums(torch.autograd.Function):
@@ -111,7 +113,10 @@ class _GramRowSums(torch.autograd.Function):
         offsets = (2 * weight.shape[2] - 1) * (2 * weight.shape[3] - 1)
         row_sums = weight.new_zeros(c_in)
         signs = weight.new_empty(c_in, c_in, offsets)
-        count = min(gram_block_count(c_in), c_in)
+        count = min(gram_block_count(c_in, weight.device), c_in)
+        if count == 1:
+            blocks = _offset_sums(weight, 0, c_in, 0)
+            return blocks.abs().sum(dim=(1, 2)), blocks.sign()
         bounds = [c_in * index // count for index in range(count + 1)]
         for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
             blocks = _offset_sums(weight, start, stop, start)  # [stop - start, c_in - start, O]
@@ -151,16 +156,26 @@ def linear_rescaling_factors(weight: torch.Tensor, eps: float = AOL_EPSILON) -> 
     """Per-input-column factors ``d`` for a dense weight of shape ``[out, in]`` (Theorem 1)."""
     if weight.dim() != 2:
         raise ValueError(f"expected a [out, in] weight, got shape {tuple(weight.shape)}")
-    row_sums, _ = _GramRowSums.apply(weight[:, :, None, None])
-    return (row_sums + eps).rsqrt()
+    return _factors(weight[:, :, None, None], eps)
 
 
 def conv_rescaling_factors(weight: torch.Tensor, eps: float = AOL_EPSILON) -> torch.Tensor:
     """Per-input-channel factors ``d`` for a kernel ``[c_out, c_in, k1, k2]`` (Lemma 2)."""
     if weight.dim() != 4:
         raise ValueError(f"expected a [c_out, c_in, k1, k2] kernel, got {tuple(weight.shape)}")
-    row_sums, _ = _GramRowSums.apply(weight)
-    return (row_sums + eps).rsqrt()
+    return _factors(weight, eps)
+
+
+def _factors(weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """``(r + eps)^(-1/2)`` computed with autocast off and in float32 at least: under bf16
+    autocast the Gram matrix would otherwise be rounded to 8 significant bits. Returned in
+    the weight's dtype (the layer multiplies them into the weight)."""
+    precise = weight if weight.dtype in (torch.float32, torch.float64) else weight.float()
+    device_type = weight.device.type
+    autocast_on = device_type in ("cpu", "cuda") and torch.is_autocast_enabled(device_type)
+    with torch.autocast(device_type, enabled=False) if autocast_on else contextlib.nullcontext():
+        row_sums, _ = _GramRowSums.apply(precise)
+        return (row_sums + eps).rsqrt().to(weight.dtype)
 
 
 def conv_rescaling_factors_by_self_convolution(
