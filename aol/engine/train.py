@@ -190,11 +190,11 @@ def training_step(
     loss_fn,
     images: torch.Tensor,
     labels: torch.Tensor,
-    autocast=contextlib.nullcontext(),
+    autocast=None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One SGD step on a batch, the forward under ``autocast``; returns the batch's loss and
     scores (float32), detached."""
-    with autocast:
+    with autocast or contextlib.nullcontext():
         scores = model(images).float()
         loss = loss_fn(scores, labels)
     optimiser.zero_grad(set_to_none=True)
