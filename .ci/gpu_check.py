@@ -7,23 +7,21 @@ Writes 50,000 + 10,000 random CIFAR-shaped images in the real CIFAR-10 file form
 then, on CUDA: trains AOL-Small for 3 epochs (paper recipe, batch 250, augmentation on;
 goal: <= 5 s per epoch on one H100), certifies the run (float64, both audits, 20
 attacked points), and measures AOL-Small at batch 250 (aol beside standard, interleaved).
-Prints seconds per epoch.
+Prints seconds per epoch. The table of every family beside 1LLC's published epoch budgets
+is ``python -m aol bench gpu`` (docs/engine.md).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import pickle
 import sys
 
-import numpy as np
 import torch
-from torchvision.datasets import CIFAR10
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from aol import families  # noqa: E402
+from aol.engine.bench.gpu import write_synthetic_cifar10  # noqa: E402
 from aol.engine.cli import main  # noqa: E402
 
 out = sys.argv[1] if len(sys.argv) > 1 else "/tmp/gpu-check"
@@ -32,23 +30,7 @@ device = os.environ.get("GPU_CHECK_DEVICE", "cuda")
 architecture = os.environ.get("GPU_CHECK_ARCH", "aol-small")
 images_per_file = int(os.environ.get("GPU_CHECK_IMAGES", "10000"))
 data_dir = os.path.join(out, "data")
-folder = os.path.join(data_dir, CIFAR10.base_folder)
-os.makedirs(folder, exist_ok=True)
-rng = np.random.default_rng(0)
-sums = {}
-for name, _ in CIFAR10.train_list + CIFAR10.test_list:
-    path = os.path.join(folder, name)
-    batch = {"data": rng.integers(0, 256, (images_per_file, 3072), dtype=np.uint8),
-             "labels": rng.integers(0, 10, images_per_file).tolist()}  # fmt: skip
-    with open(path, "wb") as stream:
-        pickle.dump(batch, stream)
-    sums[name] = hashlib.md5(open(path, "rb").read()).hexdigest()
-meta = os.path.join(folder, CIFAR10.meta["filename"])
-with open(meta, "wb") as stream:
-    pickle.dump({"label_names": [f"class{i}" for i in range(10)]}, stream)
-CIFAR10.train_list = [[n, sums[n]] for n, _ in CIFAR10.train_list]
-CIFAR10.test_list = [[n, sums[n]] for n, _ in CIFAR10.test_list]
-CIFAR10.meta = {**CIFAR10.meta, "md5": hashlib.md5(open(meta, "rb").read()).hexdigest()}
+write_synthetic_cifar10(data_dir, images_per_file)
 if "aol" not in families.names():  # not pip-installed: no entry points
     families.register(families.AOL)
 

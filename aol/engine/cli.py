@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from aol.engine.bench import digits, layers
+from aol.engine.bench import digits, gpu, layers
 from aol.engine.commands import UsageError, certify, measure, train
 
 COMMANDS = {"train": train, "certify": certify, "measure": measure}
-BENCHMARKS = {"layers": layers, "digits": digits}
+BENCHMARKS = {"layers": layers, "digits": digits, "gpu": gpu}
 
 
 def _summary(module) -> str:
@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, module in COMMANDS.items():
         module.add_arguments(subcommands.add_parser(name, help=_summary(module)))
     bench = subcommands.add_parser(
-        "bench", help="benchmarks: layer cost ratios; the digits goal for every family"
+        "bench", help="benchmarks: layer cost ratios; the digits goal; the GPU table"
     )
     benchmarks = bench.add_subparsers(dest="benchmark", required=True)
     for name, module in BENCHMARKS.items():

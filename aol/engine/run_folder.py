@@ -10,9 +10,10 @@ A run folder (``python -m aol train --out RUN_DIR``) holds
   holding its pid, host and command; a second process is refused (``RunLockedError``).
 
 The identity of a run (dataset, architecture, family, seed, recipe and its
-hyperparameters) is what makes two runs the same run: a checkpoint is resumed and a
-finished result is reported only under the same identity. The device, the compile
-option, the evaluation frequency and the monitoring radii are not part of it.
+hyperparameters, training precision) is what makes two runs the same run: a checkpoint is
+resumed and a finished result is reported only under the same identity. The device, the
+compile option, the memory layout, the evaluation frequency and the monitoring radii are not
+part of it. Identities saved before the precision existed read as ``fp32``.
 
 Every problem with a folder or its files is a ``RunFolderError`` with a one-line message
 (the commands report it with exit status 2). The promises are listed in docs/engine.md,
@@ -46,7 +47,17 @@ CHECKPOINT_FILE = "checkpoint.pt"
 METRICS_FILE = "metrics.jsonl"
 RESULT_FILE = "result.json"
 LOCK_FILE = ".lock"
-IDENTITY_KEYS = ("dataset", "architecture", "family", "seed", "recipe", "hyperparameters")
+IDENTITY_KEYS = (
+    "dataset",
+    "architecture",
+    "family",
+    "seed",
+    "recipe",
+    "hyperparameters",
+    "precision",
+)
+#: identities saved before an entry existed are read with its value here
+IDENTITY_DEFAULTS = {"precision": "fp32"}
 #: what ``torch.load`` raises on a truncated or garbled file
 CORRUPT_CHECKPOINT_ERRORS = (
     RuntimeError,
@@ -164,7 +175,7 @@ def identity_difference(first: dict, second: dict) -> tuple[str, str]:
     as text for each of them, e.g. ('family "aol", seed 0', 'family "soc", seed 1')."""
 
     def flat(identity: dict) -> dict:
-        entries = {key: identity.get(key) for key in IDENTITY_KEYS}
+        entries = {key: stored_identity_entry(identity, key) for key in IDENTITY_KEYS}
         knobs = entries.pop("hyperparameters")
         if not isinstance(knobs, dict):
             return {**entries, "hyperparameters": knobs}
@@ -180,7 +191,13 @@ def identity_difference(first: dict, second: dict) -> tuple[str, str]:
 
 
 def run_identity(
-    dataset: str, architecture: str, family: str, seed: int, recipe: str, hyperparameters: dict
+    dataset: str,
+    architecture: str,
+    family: str,
+    seed: int,
+    recipe: str,
+    hyperparameters: dict,
+    precision: str = "fp32",
 ) -> dict:
     """What makes two runs the same run (a checkpoint must match it to be resumed)."""
     return {
@@ -190,7 +207,13 @@ def run_identity(
         "seed": seed,
         "recipe": recipe,
         "hyperparameters": hyperparameters,
+        "precision": precision,
     }
+
+
+def stored_identity_entry(stored: dict, key: str):
+    """An identity entry of a stored checkpoint or result (``IDENTITY_DEFAULTS`` if absent)."""
+    return stored.get(key, IDENTITY_DEFAULTS.get(key))
 
 
 def build_model(identity: dict) -> nn.Sequential:
@@ -289,7 +312,7 @@ class RunFolder:
                 f"{self.failure_description(finished)}; to retry, delete "
                 f"{self.file(RESULT_FILE)} (resumes from its checkpoint) or the whole folder"
             )
-        if all(finished.get(key) == value for key, value in identity.items()):
+        if all(stored_identity_entry(finished, key) == value for key, value in identity.items()):
             return finished
         raise RunMismatchError(f"{self.path} holds a finished run with another configuration")
 
@@ -359,6 +382,7 @@ class RunFolder:
             raise RunFolderError(
                 f"{self.file(CHECKPOINT_FILE)} is not a training checkpoint of this harness"
             )
+        saved["identity"] = {**IDENTITY_DEFAULTS, **saved["identity"]}
         if identity is not None and saved["identity"] != identity:
             raise RunMismatchError(
                 f"{self.path} holds another run ({json.dumps(saved['identity'])}); "
@@ -374,7 +398,10 @@ class RunFolder:
             raise RunNotReadyError(
                 f"{self.path} has a {RESULT_FILE} but no {CHECKPOINT_FILE}; train again"
             )
-        if any(saved["identity"].get(key) != result[key] for key in IDENTITY_KEYS):
+        if any(
+            stored_identity_entry(saved["identity"], key) != stored_identity_entry(result, key)
+            for key in IDENTITY_KEYS
+        ):
             in_result, in_checkpoint = identity_difference(result, saved["identity"])
             raise RunMismatchError(
                 f"{self.file(RESULT_FILE)} ({in_result}) and {self.file(CHECKPOINT_FILE)} "

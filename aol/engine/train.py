@@ -20,6 +20,7 @@ and the epoch). A NaN/Inf loss or weight stops the run with status ``diverged``.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Iterator
@@ -40,6 +41,27 @@ from aol.radius import PAPER_RADII, Radius
 
 EVALUATION_BATCH = 1000
 TEST_METRICS = ("test_loss", "test_accuracy", "test_certified_accuracy")
+#: ``fp32``: float32 everywhere, TF32 off for matmuls and cuDNN convolutions; ``tf32``: float32
+#: tensors, TF32 tensor-core matmuls and convolutions (CUDA; no effect on a CPU); ``bf16``:
+#: forward and backward under bfloat16 autocast (parameters, optimiser and loss sum stay
+#: float32; the AOL rescaling runs with autocast off, ``aol.nn.rescaling``).
+PRECISIONS = ("fp32", "tf32", "bf16")
+
+
+@contextlib.contextmanager
+def tf32_settings(precision: str):
+    """TF32 on for ``tf32`` and off otherwise, for matmuls and cuDNN; restored afterwards."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = precision == "tf32"
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+def step_autocast(precision: str, device: torch.device):
+    """bfloat16 autocast for ``bf16``, nothing otherwise."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
 @dataclass(frozen=True)
@@ -64,6 +86,11 @@ class TrainConfig:
     #: radii of the per-epoch monitoring certificate; not part of the run's identity
     #: (a run may resume with other radii)
     radii: tuple[Radius, ...] = PAPER_RADII
+    #: arithmetic of the training steps (``PRECISIONS``); part of the run's identity
+    precision: str = "fp32"
+    #: images and convolution weights in channels-last layout (same math, another memory
+    #: layout); not part of the run's identity
+    channels_last: bool = False
 
     def identity(self) -> dict:
         """What makes two runs the same run (``aol.engine.run_folder.run_identity``)."""
@@ -74,6 +101,7 @@ class TrainConfig:
             self.seed,
             self.recipe_name,
             self.recipe.as_dict(),
+            self.precision,
         )
 
 
@@ -157,11 +185,18 @@ def epoch_batches(
 
 
 def training_step(
-    model: nn.Module, optimiser, loss_fn, images: torch.Tensor, labels: torch.Tensor
+    model: nn.Module,
+    optimiser,
+    loss_fn,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    autocast=None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One SGD step on a batch; returns the batch's loss and scores, detached."""
-    scores = model(images)
-    loss = loss_fn(scores, labels)
+    """One SGD step on a batch, the forward under ``autocast``; returns the batch's loss and
+    scores (float32), detached."""
+    with autocast or contextlib.nullcontext():
+        scores = model(images).float()
+        loss = loss_fn(scores, labels)
     optimiser.zero_grad(set_to_none=True)
     loss.backward()
     optimiser.step()
@@ -207,12 +242,13 @@ def train(config: TrainConfig, progress_stream=None) -> dict:
         if finished is not None:
             return finished
         folder.check_resumable(saved)
-        training = prepare(config, folder, identity, saved, progress_stream)
-        result = initial_result(training)
-        for epoch in range(training.start_epoch, config.recipe.epochs):
-            if not run_epoch(training, epoch, result):
-                break
-        return finish(training, result)
+        with tf32_settings(config.precision):
+            training = prepare(config, folder, identity, saved, progress_stream)
+            result = initial_result(training)
+            for epoch in range(training.start_epoch, config.recipe.epochs):
+                if not run_epoch(training, epoch, result):
+                    break
+            return finish(training, result)
 
 
 def prepare(config: TrainConfig, folder, identity, saved, progress_stream) -> Training:
@@ -225,6 +261,8 @@ def prepare(config: TrainConfig, folder, identity, saved, progress_stream) -> Tr
     recipe = config.recipe
     torch.manual_seed(config.seed)
     model = build_model(identity).to(config.device)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     augmentation = Augmentation(
         colour=info.colour, spatial=True, horizontal_flip=info.horizontal_flip
     )
@@ -278,6 +316,7 @@ def initial_result(training: Training) -> dict:
         "epochs_completed": training.start_epoch,
         **environment(config.device),
         "compiled": config.compile,
+        "channels_last": config.channels_last,
         "num_parameters": sum(p.numel() for p in training.model.parameters()),
     }
 
@@ -334,9 +373,12 @@ def train_epoch(training: Training, epoch: int) -> tuple[torch.Tensor, torch.Ten
         training.augmentation,
         training.augment_generator,
     )
+    autocast = step_autocast(config.precision, config.device)
+    layout = torch.channels_last if config.channels_last else torch.contiguous_format
     for step, (images, labels) in enumerate(batches, start=1):
+        images = images.contiguous(memory_format=layout)  # a no-op in the default layout
         loss, scores = training_step(
-            training.step_model, training.optimiser, training.loss_fn, images, labels
+            training.step_model, training.optimiser, training.loss_fn, images, labels, autocast
         )
         loss_sum += loss.double() * len(labels)
         correct += (scores.argmax(1) == labels).sum()

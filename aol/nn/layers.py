@@ -5,6 +5,13 @@ Both layers hold an unconstrained parameter ``weight`` (the paper's ``P``) and u
 (``aol.nn.rescaling``), so gradients flow through the rescaling. ``export()`` folds the
 rescaled weight into a plain ``torch.nn.Linear`` / ``torch.nn.Conv2d``. The bound is 1
 for every weight (Theorem 1 for dense layers, Lemma 2 for convolutions).
+
+In eval mode, when no gradient can reach the weight (``torch.no_grad()``, or a weight
+that does not require grad), the forward reuses the rescaled weight of the previous
+such forward while the weight is unchanged: same storage (``.to()`` to another device
+or dtype, or assigning ``.data``, gives a new one) and same version counter (every
+in-place change bumps it: optimiser steps, ``load_state_dict``, ``copy_``). Training
+mode, and any forward that could backpropagate into the weight, always recompute.
 """
 
 from __future__ import annotations
@@ -40,6 +47,29 @@ class _AOLBase:
     def lipschitz_bound(self) -> float:
         return 1.0
 
+    def rescaled_weight(self) -> torch.Tensor:
+        """``weight_transform()``, reused in eval mode while the weight is unchanged
+        (module docstring); never reused in training mode or where a gradient could flow."""
+        weight = self.weight
+        if self.training or (torch.is_grad_enabled() and weight.requires_grad):
+            return self.weight_transform()
+        cache = getattr(self, "_rescaled_cache", None)
+        if cache is not None:
+            source, version, rescaled = cache
+            # ``source`` shares the weight's storage at caching time and keeps it alive,
+            # so an equal address means the same storage, not a reused one
+            if source.data_ptr() == weight.data_ptr() and version == weight._version:
+                if source.shape == weight.shape and source.dtype == weight.dtype:
+                    return rescaled
+        with torch.no_grad():
+            rescaled = self.weight_transform()
+        self._rescaled_cache = (weight.detach(), weight._version, rescaled)
+        return rescaled
+
+    def train(self, mode: bool = True):
+        self._rescaled_cache = None
+        return super().train(mode)
+
 
 class AOLLinear(_AOLBase, LipschitzLinear):
     """Dense layer ``y = P diag(d) x + b`` with ``||P diag(d)||_2 <= 1`` (Theorem 1).
@@ -52,7 +82,7 @@ class AOLLinear(_AOLBase, LipschitzLinear):
         return self.weight * linear_rescaling_factors(self.weight)[None, :]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.weight_transform(), self.bias)
+        return F.linear(x, self.rescaled_weight(), self.bias)
 
     def export(self) -> torch.nn.Linear:
         return plain_linear(self.weight_transform(), self.bias)
@@ -78,7 +108,7 @@ class AOLConv2d(_AOLBase, LipschitzConv2d):
         return self.weight * conv_rescaling_factors(self.weight)[None, :, None, None]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return same_size_conv2d(x, self.weight_transform(), self.bias, self.padding_mode)
+        return same_size_conv2d(x, self.rescaled_weight(), self.bias, self.padding_mode)
 
     def export(self) -> torch.nn.Conv2d:
         return plain_conv2d(self.weight_transform(), self.bias, self.padding_mode)

@@ -29,6 +29,7 @@ one dense matmul); ``V`` is then the sum of ``G``'s entries that share the offse
 
 from __future__ import annotations
 
+import contextlib
 import functools
 
 import torch
@@ -36,14 +37,6 @@ import torch
 #: Added to the row sums before the inverse square root
 #: (berndprach/AOL@562bddf ``layers/aol/aol_rescale.py``).
 AOL_EPSILON = 1e-6
-
-
-def linear_rescaling_factors(weight: torch.Tensor, eps: float = AOL_EPSILON) -> torch.Tensor:
-    """Per-input-column factors ``d`` for a dense weight of shape ``[out, in]`` (Theorem 1)."""
-    if weight.dim() != 2:
-        raise ValueError(f"expected a [out, in] weight, got shape {tuple(weight.shape)}")
-    gram = weight.T @ weight
-    return (gram.abs().sum(dim=1) + eps).rsqrt()
 
 
 @functools.lru_cache(maxsize=32)
@@ -73,29 +66,67 @@ def conv_gram_blocks(weight: torch.Tensor) -> torch.Tensor:
     """
     if weight.dim() != 4:
         raise ValueError(f"expected a [c_out, c_in, k1, k2] kernel, got {tuple(weight.shape)}")
+    c_in = weight.shape[1]
+    return _offset_sums(weight, 0, c_in, 0)
+
+
+def _offset_sums(weight: torch.Tensor, start: int, stop: int, first_column: int) -> torch.Tensor:
+    """``V[a, b, offset]`` for input channels ``start <= a < stop`` and ``b >= first_column``:
+    one matmul of the Gram matrix's block row, then the 0/1 offset summation."""
     c_out, c_in, k1, k2 = weight.shape
     taps = k1 * k2
     columns = weight.reshape(c_out, c_in * taps)  # column index = a * taps + t
-    gram = columns.T @ columns  # [(a, t), (b, t')]
-    pairs = gram.reshape(c_in, taps, c_in, taps).permute(0, 2, 1, 3)
-    pairs = pairs.reshape(c_in * c_in, taps * taps)
+    gram = columns[:, start * taps : stop * taps].T @ columns[:, first_column * taps :]
+    rows, cols = stop - start, c_in - first_column
+    if taps == 1:
+        return gram.reshape(rows, cols, 1)
+    pairs = gram.reshape(rows, taps, cols, taps).permute(0, 2, 1, 3).reshape(rows * cols, -1)
     summation = _offset_summation_matrix(k1, k2, weight.device, weight.dtype)
-    return (pairs @ summation).reshape(c_in, c_in, -1)
+    return (pairs @ summation).reshape(rows, cols, -1)
 
 
-class _ConvGramRowSums(torch.autograd.Function):
-    """``sum_{b, offset} |V[a, b, offset]|`` with a backward pass that uses the symmetry of G.
+def gram_block_count(c_in: int, device: torch.device) -> int:
+    """How many channel blocks the Gram matrix is cut into (``_GramRowSums``): on a CPU, 4
+    for layers of 128+ input channels (10 of 16 block products: 0.63 of the multiply-adds);
+    otherwise 1 (one product). On a GPU these matmuls take microseconds and each extra block
+    costs kernel launches, which is what bounds a step there."""
+    return 4 if device.type == "cpu" and c_in >= 128 else 1
 
-    Autograd would differentiate ``M^T M`` with two matmuls (one per operand);
-    since ``G = M^T M`` is symmetric, ``dL/dM = M (dG + dG^T)`` needs one. On the
-    benchmark's 192-channel 3x3 layer this cuts the rescaling's share of a
-    training step by about a quarter. (First-order gradients only.)
+
+class _GramRowSums(torch.autograd.Function):
+    """``r_a = sum_{b, offset} |V[a, b, offset]|`` and ``sign(V)`` for a kernel ``[c_out, c_in,
+    k1, k2]`` (a dense weight is the 1x1 case), using that ``V`` is symmetric:
+    ``V[b, a, -offset] = V[a, b, offset]``.
+
+    Forward: the input channels are cut into ``gram_block_count`` blocks and only the block
+    rows on and right of the diagonal are multiplied (for 4 blocks, 10 of the 16 block
+    products); an entry of a block right of the diagonal adds its ``|V|`` to the row sums
+    of both ``a`` and ``b``. Backward: autograd would differentiate ``G = M^T M`` with two
+    matmuls (one per operand); ``dL/dM = M (dG + dG^T)`` needs one, and the symmetric
+    ``dG + dG^T`` is ``(g_a + g_b) sign(V[a, b, offset])`` spread over the tap pairs of each
+    offset. (First-order gradients only.)
     """
 
     @staticmethod
     def forward(weight: torch.Tensor):
-        blocks = conv_gram_blocks(weight)
-        return blocks.abs().reshape(blocks.shape[0], -1).sum(dim=1), blocks.sign()
+        c_in = weight.shape[1]
+        offsets = (2 * weight.shape[2] - 1) * (2 * weight.shape[3] - 1)
+        row_sums = weight.new_zeros(c_in)
+        signs = weight.new_empty(c_in, c_in, offsets)
+        count = min(gram_block_count(c_in, weight.device), c_in)
+        if count == 1:
+            blocks = _offset_sums(weight, 0, c_in, 0)
+            return blocks.abs().sum(dim=(1, 2)), blocks.sign()
+        bounds = [c_in * index // count for index in range(count + 1)]
+        for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
+            blocks = _offset_sums(weight, start, stop, start)  # [stop - start, c_in - start, O]
+            magnitudes = blocks.abs()
+            row_sums[start:stop] += magnitudes.sum(dim=(1, 2))
+            row_sums[stop:] += magnitudes[:, stop - start :].sum(dim=(0, 2))
+            block_signs = blocks.sign()
+            signs[start:stop, start:] = block_signs
+            signs[stop:, start:stop] = block_signs[:, stop - start :].transpose(0, 1).flip(-1)
+        return row_sums, signs
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -108,19 +139,43 @@ class _ConvGramRowSums(torch.autograd.Function):
         weight, signs = ctx.saved_tensors
         c_out, c_in, k1, k2 = weight.shape
         taps = k1 * k2
-        grad_blocks = grad_row_sums[:, None, None] * signs  # d|V|/dV = sign(V)
-        summation = _offset_summation_matrix(k1, k2, weight.device, weight.dtype)
-        grad_pairs = grad_blocks.reshape(c_in * c_in, -1) @ summation.T
-        grad_gram = grad_pairs.reshape(c_in, c_in, taps, taps).permute(0, 2, 1, 3)
-        grad_gram = grad_gram.reshape(c_in * taps, c_in * taps)
+        pair_weights = grad_row_sums[:, None] + grad_row_sums[None, :]
+        grad_blocks = pair_weights[:, :, None] * signs  # (dG + dG^T) per offset
+        if taps == 1:
+            symmetric_grad_gram = grad_blocks.reshape(c_in, c_in)
+        else:
+            summation = _offset_summation_matrix(k1, k2, weight.device, weight.dtype)
+            grad_pairs = grad_blocks.reshape(c_in * c_in, -1) @ summation.T
+            symmetric_grad_gram = grad_pairs.reshape(c_in, c_in, taps, taps).permute(0, 2, 1, 3)
+            symmetric_grad_gram = symmetric_grad_gram.reshape(c_in * taps, c_in * taps)
         columns = weight.reshape(c_out, c_in * taps)
-        return (columns @ (grad_gram + grad_gram.T)).reshape(weight.shape)
+        return (columns @ symmetric_grad_gram).reshape(weight.shape)
+
+
+def linear_rescaling_factors(weight: torch.Tensor, eps: float = AOL_EPSILON) -> torch.Tensor:
+    """Per-input-column factors ``d`` for a dense weight of shape ``[out, in]`` (Theorem 1)."""
+    if weight.dim() != 2:
+        raise ValueError(f"expected a [out, in] weight, got shape {tuple(weight.shape)}")
+    return _factors(weight[:, :, None, None], eps)
 
 
 def conv_rescaling_factors(weight: torch.Tensor, eps: float = AOL_EPSILON) -> torch.Tensor:
     """Per-input-channel factors ``d`` for a kernel ``[c_out, c_in, k1, k2]`` (Lemma 2)."""
-    row_sums, _ = _ConvGramRowSums.apply(weight)
-    return (row_sums + eps).rsqrt()
+    if weight.dim() != 4:
+        raise ValueError(f"expected a [c_out, c_in, k1, k2] kernel, got {tuple(weight.shape)}")
+    return _factors(weight, eps)
+
+
+def _factors(weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """``(r + eps)^(-1/2)`` computed with autocast off and in float32 at least: under bf16
+    autocast the Gram matrix would otherwise be rounded to 8 significant bits. Returned in
+    the weight's dtype (the layer multiplies them into the weight)."""
+    precise = weight if weight.dtype in (torch.float32, torch.float64) else weight.float()
+    device_type = weight.device.type
+    autocast_on = device_type in ("cpu", "cuda") and torch.is_autocast_enabled(device_type)
+    with torch.autocast(device_type, enabled=False) if autocast_on else contextlib.nullcontext():
+        row_sums, _ = _GramRowSums.apply(precise)
+        return (row_sums + eps).rsqrt().to(weight.dtype)
 
 
 def conv_rescaling_factors_by_self_convolution(

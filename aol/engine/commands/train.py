@@ -10,7 +10,7 @@ import torch
 from aol.engine import recipes
 from aol.engine.commands import UsageError, common
 from aol.engine.run_folder import RunFolderError, check_run_folder_path
-from aol.engine.train import TrainConfig, train
+from aol.engine.train import PRECISIONS, TrainConfig, train
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -54,6 +54,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="auto",
         help="CUDA graphs for the training step via torch.compile(mode='reduce-overhead'); "
         "auto (default) = on for CUDA, off for CPU",
+    )
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="fp32",
+        help="training arithmetic (part of the run's identity): fp32 (default; TF32 off), "
+        "tf32 (TF32 matmuls and convolutions, CUDA only), bf16 (bfloat16 autocast; the AOL "
+        "rescaling stays float32); certification is float64 whatever the precision",
+    )
+    parser.add_argument(
+        "--channels-last",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="channels-last images and convolution weights; auto (default) = on for CUDA "
+        "with --precision bf16 or tf32 (tensor-core convolutions), off otherwise",
     )
 
 
@@ -123,12 +138,21 @@ def config_from_arguments(arguments: argparse.Namespace) -> TrainConfig:
         download=arguments.download,
         compile=resolve_compile(arguments.compile, device),
         radii=tuple(arguments.radii),
+        precision=arguments.precision,
+        channels_last=resolve_channels_last(arguments.channels_last, device, arguments.precision),
     )
 
 
 def resolve_compile(choice: str, device: torch.device) -> bool:
     """``auto`` compiles on CUDA only: on CPU, compiling costs minutes and gains little."""
     return choice == "on" or (choice == "auto" and device.type == "cuda")
+
+
+def resolve_channels_last(choice: str, device: torch.device, precision: str) -> bool:
+    """``auto``: channels-last where cuDNN's tensor-core convolutions want it (CUDA, bf16 or
+    tf32); a CPU's convolutions gain nothing from it."""
+    tensor_cores = device.type == "cuda" and precision in ("bf16", "tf32")
+    return choice == "on" or (choice == "auto" and tensor_cores)
 
 
 def run(arguments: argparse.Namespace) -> int:
