@@ -1,4 +1,5 @@
-"""``python -m aol {train,certify,measure,bench}``: the engine's commands (docs/engine.md)."""
+"""``python -m aol {train,calibrate,certify,measure,bench}``: the engine's commands
+(docs/engine.md)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,9 @@ import argparse
 import sys
 
 from aol.engine.bench import digits, layers
-from aol.engine.commands import UsageError, certify, measure, train
+from aol.engine.commands import UsageError, calibrate, certify, measure, train
 
-COMMANDS = {"train": train, "certify": certify, "measure": measure}
+COMMANDS = {"train": train, "calibrate": calibrate, "certify": certify, "measure": measure}
 BENCHMARKS = {"layers": layers, "digits": digits}
 
 

@@ -180,10 +180,18 @@ def identity_difference(first: dict, second: dict) -> tuple[str, str]:
 
 
 def run_identity(
-    dataset: str, architecture: str, family: str, seed: int, recipe: str, hyperparameters: dict
+    dataset: str,
+    architecture: str,
+    family: str,
+    seed: int,
+    recipe: str,
+    hyperparameters: dict,
+    budget: dict | None = None,
 ) -> dict:
-    """What makes two runs the same run (a checkpoint must match it to be resumed)."""
-    return {
+    """What makes two runs the same run (a checkpoint must match it to be resumed). A run
+    trained to a time budget also has its ``budget`` plan (aol.engine.budget.BudgetPlan):
+    the budget, the calibrated epoch time and the planned epochs."""
+    identity = {
         "dataset": dataset,
         "architecture": architecture,
         "family": family,
@@ -191,6 +199,9 @@ def run_identity(
         "recipe": recipe,
         "hyperparameters": hyperparameters,
     }
+    if budget is not None:
+        identity["budget"] = budget
+    return identity
 
 
 def build_model(identity: dict) -> nn.Sequential:
