@@ -14,7 +14,7 @@ collect = load_script("collect")
 tables = load_script("tables")
 figures = load_script("figures")
 
-PUBLISHED = pd.read_csv(REPOSITORY / "results" / "reference" / "published.csv")
+PUBLISHED = tables.load_published(REPOSITORY / "results" / "reference" / "published.csv")
 RADII = ["36/255", "72/255", "108/255", "1"]  # the engine's keys: str(Radius)
 
 

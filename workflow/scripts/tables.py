@@ -15,6 +15,7 @@ Every table is written as CSV (numbers), Markdown, LaTeX (booktabs) and HTML (re
 """
 
 import math
+import re
 import sys
 
 import pandas as pd
@@ -46,6 +47,27 @@ def metric_columns(runs: pd.DataFrame) -> list[str]:
 def metric_label(metric: str) -> str:
     """Clean, or CRA and the radius's text: "CRA 36/255", "CRA 1"."""
     return "Clean" if metric == "clean" else f"CRA {certified_radius(metric)}"
+
+
+#: results/reference/published.csv names the certified accuracy at radius N/255 cra_N
+#: (cra_36, cra_255); runs.csv names it certified_<radius>
+PUBLISHED_CERTIFIED = re.compile(r"cra_(\d+)")
+
+
+def published_metric(name: str) -> str:
+    """A metric of published.csv in the names of runs.csv: cra_36 -> certified_36/255,
+    cra_255 -> certified_1; other names (clean, epochs_in_2h) as they are."""
+    match = PUBLISHED_CERTIFIED.fullmatch(name)
+    if match is None:
+        return name
+    return f"{CERTIFIED_PREFIX}{Radius.parse(match.group(1) + '/255')}"
+
+
+def load_published(path) -> pd.DataFrame:
+    """results/reference/published.csv with its metrics in the names of runs.csv."""
+    published = pd.read_csv(path)
+    published["metric"] = published["metric"].map(published_metric)
+    return published
 
 
 def reference_for(row: dict, reference: dict | None) -> tuple[str, str] | None:
@@ -306,7 +328,7 @@ def main(snakemake) -> None:
         title = "Time and memory per layer family (median over repeats)"
     else:
         runs = pd.read_csv(snakemake.input.runs)
-        published = pd.read_csv(snakemake.input.reference)
+        published = load_published(snakemake.input.reference)
         table = experiment_table(runs, experiment, snakemake.params.seeds, published)
         display = display_experiment(table)
         title = experiment.get("title") or experiment["name"]
