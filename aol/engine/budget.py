@@ -9,9 +9,9 @@ the same on the device at hand:
   augmentation, loss and SGD step, after warm-up and compilation, synchronised) and returns
   the seconds per epoch, with the device's name (a calibration holds for one device);
 * ``plan`` turns a budget and a calibration into a ``BudgetPlan``: the planned epochs
-  (at least 1), which become the recipe's epochs, so the learning-rate schedule follows
-  them. The plan is part of the run's identity; a resumed run keeps the plan saved in its
-  folder (``resumed_plan``) and never derives it again.
+  (the nearest whole number, at least 1), which become the recipe's epochs, so the
+  learning-rate schedule follows them. The plan is part of the run's identity; a resumed
+  run keeps the plan saved in its folder (``resumed_plan``) and never derives it again.
 
 The budget counts the training steps' time, as 1LLC's Table 8 does; the evaluations
 between epochs are recorded apart (result.json ``train_seconds`` is the wall time).
@@ -55,10 +55,13 @@ class BudgetPlan:
 
 
 def planned_epochs(budget_seconds: float, epoch_seconds: float) -> int:
-    """The whole epochs that fit the budget, at least 1 (1LLC's epochs = floor(T / t))."""
+    """The whole number of epochs nearest to budget / epoch time, at least 1. 1LLC floors
+    (Table 8: the epochs that fit 2 h); with its hundreds of epochs the two differ by at
+    most one, while with a few epochs (a CPU budget of seconds) flooring would end a run
+    up to a whole epoch early, and the nearest count ends within half an epoch of it."""
     if not (budget_seconds > 0 and epoch_seconds > 0):
         raise ValueError(f"budget and epoch time must be > 0: {budget_seconds}, {epoch_seconds}")
-    return max(1, math.floor(budget_seconds / epoch_seconds))
+    return max(1, math.floor(budget_seconds / epoch_seconds + 0.5))
 
 
 def plan(budget_seconds: float, calibration: dict) -> BudgetPlan:

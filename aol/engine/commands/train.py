@@ -67,8 +67,9 @@ def _add_budget_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--budget-seconds",
         type=common.positive_seconds,
-        help="seconds of training steps on this device; the epochs are floor(budget / the "
-        "calibrated epoch time), at least 1, and the schedule follows them (needs --calibration)",
+        help="seconds of training steps on this device; the epochs are budget / the "
+        "calibrated epoch time, rounded, at least 1, and the schedule follows them "
+        "(needs --calibration)",
     )
     group.add_argument(
         "--calibration",
