@@ -137,6 +137,7 @@ def test_resumed_budget_run_keeps_its_epochs_after_a_kill(tmp_path):
         ([], {"family": "soc"}, "made for another run: family 'soc'"),
         ([], {"batch_size": 50}, "batch_size 50"),
         ([], {"seconds_per_epoch": 0}, "not a calibration"),
+        ([], {"status": "failed"}, "the calibration job failed"),
     ],
 )
 def test_bad_budget_arguments_fail_before_any_work(

@@ -91,6 +91,8 @@ def read_calibration(path: str, expected: dict) -> dict:
             calibration = json.load(stream)
     except (OSError, ValueError) as error:
         raise CalibrationError(f"cannot read calibration {path}: {error}") from None
+    if isinstance(calibration, dict) and calibration.get("status") == "failed":
+        raise CalibrationError(f"the calibration job failed ({path}; see its log)")
     if not isinstance(calibration, dict) or not calibration.get("seconds_per_epoch", 0) > 0:
         raise CalibrationError(f"{path} is not a calibration (no seconds_per_epoch > 0)")
     different = [

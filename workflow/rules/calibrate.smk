@@ -1,6 +1,8 @@
 # Time real training steps of one (dataset, architecture, family, recipe, batch size) on the
 # config's device with `python -m aol calibrate`; a budget run's train job derives its epochs
-# from this file (workflow/rules/train.smk). Timed jobs: run them one at a time per device
+# from this file (workflow/rules/train.smk); a failed calibration is recorded like a failed
+# run (failed_runs), and its train jobs then fail, naming it. Timed jobs: run them one at a
+# time per device
 # (--cores 1 on a CPU; one GPU job per GPU), or their times and the epochs are off.
 
 
@@ -17,9 +19,13 @@ rule calibrate:
     resources:
         gpu=GPUS_PER_JOB,
     params:
+        guard=GUARD,
         engine=ENGINE,
         arguments=calibrate_arguments,
+        failed_runs=config["failed_runs"],
     shell:
-        "{params.engine} calibrate --dataset {wildcards.dataset} "
+        "{params.guard} --log {log} --record {output.calibration} --gpus {resources.gpu} "
+        "--failed-runs {params.failed_runs} "
+        "-- {params.engine} calibrate --dataset {wildcards.dataset} "
         "--architecture {wildcards.architecture} --family {wildcards.family} "
-        "--threads {threads} --out {output.calibration} {params.arguments} > {log} 2>&1"
+        "--threads {threads} --out {output.calibration} {params.arguments}"
