@@ -133,3 +133,37 @@ def test_trade_off_figures_draw_points_and_front():
         titles = [axis.get_title() for axis in figure.axes]
         assert titles == ["cifar10 / 10h", "cifar10 / 2h"]
         assert all(axis.lines and axis.collections for axis in figure.axes)
+
+
+def test_budget_pipeline_calibrates_then_trains_the_derived_epochs(tmp_path):
+    """A tiny budget experiment through Snakemake: the calibration job's file is an input of
+    the train job, whose epochs follow from it and from budget_scale."""
+    from pipeline_support import run_snakemake, write_config
+
+    config = {
+        "device": "cpu",
+        "seeds": [0],
+        "budget_scale": 0.5,
+        "variants": [{"name": "tiny", "recipe": "digits", "budget_seconds": 4, "batch_size": 300}],
+        "experiments": [{"name": "tiny_budget", "dataset": "digits",
+                         "architectures": ["aol-digits"], "families": ["aol"],
+                         "variants": ["tiny"]}],
+        "calibration": {"steps": 2, "warmup": 1},
+        "certify": {"enabled": False},
+        "measure": {"enabled": False},
+        "figures": False,
+    }  # fmt: skip
+    path = write_config(tmp_path / "tiny-budget.yaml", config)
+    workdir = tmp_path / "work"
+    result = run_snakemake(workdir, "--cores", "1", "--configfile", str(path), timeout=900)
+    assert result.returncode == 0, result.stderr[-4000:]
+    runs = workdir / "results/runs/digits/aol-digits/aol"
+    calibration = json.loads((runs / "calibration_digits_batch300.json").read_text())
+    assert calibration["device_name"].startswith("cpu") and calibration["timed_steps"] == 2
+    trained = json.loads((runs / "tiny/seed0/result.json").read_text())
+    assert trained["budget_seconds"] == 2.0  # 4 s times budget_scale 0.5
+    expected = max(1, math.floor(2.0 / calibration["seconds_per_epoch"] + 0.5))
+    assert trained["planned_epochs"] == trained["epochs_completed"] == expected
+    assert trained["budget"]["calibrated_epoch_seconds"] == calibration["seconds_per_epoch"]
+    table = pd.read_csv(workdir / "results/tables/tiny_budget.csv")
+    assert table.loc[0, "budget_seconds"] == 2.0 and table.loc[0, "epochs_mean"] == expected
