@@ -214,7 +214,8 @@ def train(config: TrainConfig, progress_stream=None) -> dict:
     folder = RunFolder(config.out)
     with folder.locked():
         folder.remove_orphaned_temporaries()
-        config = config.keeping_saved_budget(folder.load_checkpoint())
+        if config.budget is not None:  # a resumed budget run keeps its planned epochs
+            config = config.keeping_saved_budget(folder.load_checkpoint())
         identity = config.identity()
         saved = folder.load_checkpoint(identity)
         finished = folder.finished_result(identity)
