@@ -133,6 +133,11 @@ def test_trade_off_figures_draw_points_and_front():
         titles = [axis.get_title() for axis in figure.axes]
         assert titles == ["cifar10 / 10h", "cifar10 / 2h"]
         assert all(axis.lines and axis.collections for axis in figure.axes)
+    # without measure jobs (measurements.csv has only its key columns): no memory, a time plot
+    unmeasured = pd.DataFrame(columns=["dataset", "architecture", "family"])
+    assert figures.model_points(RUNS, unmeasured)["memory_mib"].isna().all()
+    figure = figures.draw("certified_accuracy_vs_training_time", RUNS, pd.DataFrame(), unmeasured)
+    assert all(axis.lines and axis.collections for axis in figure.axes)
 
 
 def test_budget_pipeline_calibrates_then_trains_the_derived_epochs(tmp_path):

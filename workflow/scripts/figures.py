@@ -204,11 +204,15 @@ def model_points(runs: pd.DataFrame, measurements: pd.DataFrame) -> pd.DataFrame
         .reset_index()
         .rename(columns={certified: "certified", "train_step_seconds": "seconds"})
     )
-    memory = measurements[measurements["status"] == "completed"][
-        ["dataset", "architecture", "family", "peak_train_memory_bytes"]
-    ]
-    points = points.merge(memory, on=["dataset", "architecture", "family"], how="left")
-    points["memory_mib"] = points.pop("peak_train_memory_bytes") / 2**20
+    points["memory_mib"] = float("nan")
+    if {"status", "peak_train_memory_bytes"} <= set(measurements.columns):  # measure enabled
+        memory = measurements[measurements["status"] == "completed"][
+            ["dataset", "architecture", "family", "peak_train_memory_bytes"]
+        ]
+        points = points.drop(columns="memory_mib").merge(
+            memory, on=["dataset", "architecture", "family"], how="left"
+        )
+        points["memory_mib"] = points.pop("peak_train_memory_bytes") / 2**20
     return points.dropna(subset=["certified"])
 
 
