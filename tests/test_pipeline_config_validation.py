@@ -18,6 +18,22 @@ def negative_epochs(config):
     return "variants[0].epochs"
 
 
+def epochs_and_budget(config):
+    config["variants"][0]["budget_seconds"] = 20
+    return "variants[name=digits]"
+
+
+def zero_budget(config):
+    config["variants"][0].pop("epochs")
+    config["variants"][0]["budget_hours"] = 0
+    return "variants[0].budget_hours"
+
+
+def zero_budget_scale(config):
+    config["budget_scale"] = 0
+    return "budget_scale"
+
+
 def unknown_family(config):
     config["experiments"][0]["families"] = ["aol", "no-such-family"]
     return "experiments[name=digits].families"
@@ -103,6 +119,9 @@ def architecture_too_big_for_digits(config):
         misspelt_key,
         negative_epochs,
         unknown_family,
+        epochs_and_budget,
+        zero_budget,
+        zero_budget_scale,
         unknown_architecture,
         unknown_variant,
         unknown_recipe,

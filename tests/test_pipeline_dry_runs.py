@@ -68,6 +68,25 @@ def planned_measure_jobs(output: str) -> dict[tuple[str, str], set[str]]:
     return jobs
 
 
+def expected_calibrations(config: dict) -> int:
+    """One calibration per (dataset, architecture, family) of the budget variants (the
+    shipped configs give each budget variant's recipe and batch size one value)."""
+    budgets = {
+        variant["name"]
+        for variant in config["variants"]
+        if variant.get("budget_seconds") or variant.get("budget_hours")
+    }
+    calibrated = set()
+    for experiment in config["experiments"]:
+        families = experiment.get("families", "all")
+        if families == "all":
+            families = aol.families.names()
+        if budgets & set(experiment.get("variants", ["default"])):
+            for architecture, family in itertools.product(experiment["architectures"], families):
+                calibrated.add((experiment["dataset"], architecture, family))
+    return len(calibrated)
+
+
 def expected_training_runs(config: dict) -> int:
     runs = set()
     for experiment in config["experiments"]:
@@ -97,7 +116,8 @@ def test_dry_run_plans_every_run(dry_runs, config, profile):
     assert counts.get("measure", 0) == len(expected_measurements)
     assert planned_measure_jobs(output) == expected_measurements
     assert counts["table"] == len(settings["experiments"]) + 1  # + the cost table
-    assert counts["figure"] == 4
+    assert counts["figure"] == 6
+    assert counts.get("calibrate", 0) == expected_calibrations(settings)
 
     resources = re.findall(r"rule (train|measure):.*?resources: ([^\n]*)", output, re.DOTALL)
     assert resources, "no train/measure job printed"

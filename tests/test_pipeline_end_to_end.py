@@ -24,6 +24,8 @@ FIGURES = [
     "accuracy_vs_training_time",
     "training_curves",
     "time_and_memory",
+    "certified_accuracy_vs_training_time",
+    "certified_accuracy_vs_memory",
 ]
 
 

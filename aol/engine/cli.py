@@ -1,4 +1,5 @@
-"""``python -m aol {train,certify,measure,bench}``: the engine's commands (docs/engine.md)."""
+"""``python -m aol {train,calibrate,certify,measure,bench}``: the engine's commands
+(docs/engine.md)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,11 @@ from aol.engine.commands import UsageError, certify, measure, train
 
 COMMANDS = {"train": train, "certify": certify, "measure": measure}
 BENCHMARKS = {"layers": layers, "digits": digits, "gpu": gpu}
+from aol.engine.bench import digits, layers
+from aol.engine.commands import UsageError, calibrate, certify, measure, train
+
+COMMANDS = {"train": train, "calibrate": calibrate, "certify": certify, "measure": measure}
+BENCHMARKS = {"layers": layers, "digits": digits}
 
 
 def _summary(module) -> str:

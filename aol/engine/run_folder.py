@@ -198,9 +198,12 @@ def run_identity(
     recipe: str,
     hyperparameters: dict,
     precision: str = "fp32",
+    budget: dict | None = None,
 ) -> dict:
-    """What makes two runs the same run (a checkpoint must match it to be resumed)."""
-    return {
+    """What makes two runs the same run (a checkpoint must match it to be resumed). A run
+    trained to a time budget also has its ``budget`` plan (aol.engine.budget.BudgetPlan):
+    the budget, the calibrated epoch time and the planned epochs."""
+    identity = {
         "dataset": dataset,
         "architecture": architecture,
         "family": family,
@@ -209,6 +212,9 @@ def run_identity(
         "hyperparameters": hyperparameters,
         "precision": precision,
     }
+    if budget is not None:
+        identity["budget"] = budget
+    return identity
 
 
 def stored_identity_entry(stored: dict, key: str):

@@ -21,6 +21,7 @@ and the epoch). A NaN/Inf loss or weight stops the run with status ``diverged``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import time
 from collections.abc import Iterator
@@ -31,7 +32,7 @@ from torch import nn
 
 import aol
 from aol.certificate import certified_robust_accuracy
-from aol.engine import checkpoint, data, recipes
+from aol.engine import budget, checkpoint, data, recipes
 from aol.engine.augment import Augmentation
 from aol.engine.progress import Progress
 from aol.engine.run_folder import RunFolder, build_model, run_identity
@@ -91,6 +92,8 @@ class TrainConfig:
     #: images and convolution weights in channels-last layout (same math, another memory
     #: layout); not part of the run's identity
     channels_last: bool = False
+    #: a training budget: ``recipe.epochs`` is its planned epochs (part of the identity)
+    budget: budget.BudgetPlan | None = None
 
     def identity(self) -> dict:
         """What makes two runs the same run (``aol.engine.run_folder.run_identity``)."""
@@ -102,7 +105,17 @@ class TrainConfig:
             self.recipe_name,
             self.recipe.as_dict(),
             self.precision,
+            None if self.budget is None else self.budget.as_dict(),
         )
+
+    def keeping_saved_budget(self, saved: dict | None) -> TrainConfig:
+        """This config with the budget plan saved in the run folder's checkpoint, when it
+        has the same budget: a resumed budget run keeps its planned epochs."""
+        if self.budget is None or saved is None:
+            return self
+        kept = budget.resumed_plan(self.budget, saved.get("identity"))
+        recipe = self.recipe.with_overrides(epochs=kept.planned_epochs)
+        return dataclasses.replace(self, budget=kept, recipe=recipe)
 
 
 def make_optimiser(model: nn.Module, recipe: recipes.Recipe) -> torch.optim.SGD:
@@ -236,6 +249,8 @@ def train(config: TrainConfig, progress_stream=None) -> dict:
     folder = RunFolder(config.out)
     with folder.locked():
         folder.remove_orphaned_temporaries()
+        if config.budget is not None:  # a resumed budget run keeps its planned epochs
+            config = config.keeping_saved_budget(folder.load_checkpoint())
         identity = config.identity()
         saved = folder.load_checkpoint(identity)
         finished = folder.finished_result(identity)
@@ -318,6 +333,16 @@ def initial_result(training: Training) -> dict:
         "compiled": config.compile,
         "channels_last": config.channels_last,
         "num_parameters": sum(p.numel() for p in training.model.parameters()),
+        **budget_fields(config),
+    }
+
+
+def budget_fields(config: TrainConfig) -> dict:
+    """result.json's budget and planned epochs (null for a run without a budget)."""
+    plan = config.budget
+    return {
+        "budget_seconds": None if plan is None else plan.budget_seconds,
+        "planned_epochs": None if plan is None else plan.planned_epochs,
     }
 
 
@@ -463,5 +488,7 @@ def finish(training: Training, result: dict) -> dict:
         train_step_seconds=training.train_seconds,
         seconds_per_epoch=training.train_seconds / max(len(rows), 1),
     )
+    if result["budget_seconds"] is not None:  # the share of the budget the steps used
+        result["budget_used"] = training.train_seconds / result["budget_seconds"]
     training.folder.write_result(result)
     return result

@@ -49,6 +49,7 @@ rule table:
     params:
         experiment=experiment_of,
         seeds=SEEDS,
+        budget_hours=nominal_budget_hours(),
     script:
         "../scripts/tables.py"
 

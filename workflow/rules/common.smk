@@ -70,6 +70,11 @@ REGISTERED_FAMILIES = list(aol.families.names())
 REGISTERED_ARCHITECTURES = list(aol.architectures.names())
 
 for _name, _variant in VARIANTS.items():
+    _given = [key for key in ("epochs", "budget_seconds", "budget_hours") if _variant.get(key)]
+    if len(_given) > 1:
+        raise ConfigError(
+            f"config key variants[name={_name}]: give one of {', '.join(_given)}, not both"
+        )
     if _variant["recipe"] is not None:
         _check_names(
             f"variants[name={_name}].recipe",
@@ -186,6 +191,7 @@ wildcard_constraints:
     variant=_alternatives(run[3] for run in RUNS),
     seed=r"\d+",
     batch_size=r"\d+",
+    recipe=_alternatives(aol.engine.recipes.RECIPES),
 
 
 # The interpreter running Snakemake runs the engine and the glue too, so the pipeline
@@ -203,14 +209,18 @@ GUARD = f"{PYTHON} {shlex.quote(str(Path(workflow.basedir) / 'workflow/scripts/g
 PUBLISHED = str(Path(workflow.basedir) / "results/reference/published.csv")
 RUN_DIR = "results/runs/{dataset}/{architecture}/{family}/{variant}/seed{seed}"
 MEASURE_FILE = "results/runs/{dataset}/{architecture}/measure_batch{batch_size}.json"
+CALIBRATION_FILE = (
+    "results/runs/{dataset}/{architecture}/{family}/calibration_{recipe}_batch{batch_size}.json"
+)
 TABLE_FORMATS = ["csv", "md", "tex", "html"]
 FIGURES = [
     "certified_accuracy_vs_epsilon",
     "accuracy_vs_training_time",
     "training_curves",
+    "certified_accuracy_vs_training_time",
 ]
 if config["measure"]["enabled"]:
-    FIGURES.append("time_and_memory")
+    FIGURES += ["time_and_memory", "certified_accuracy_vs_memory"]
 
 
 def check_device():
@@ -275,7 +285,69 @@ def train_arguments(wildcards):
     ):
         if variant.get(key) is not None:
             arguments += [f"--{key.replace('_', '-')}", str(variant[key])]
+    if budget_seconds(variant) is not None:
+        arguments += ["--budget-seconds", repr(budget_seconds(variant))]
+        arguments += ["--calibration", calibration_file(wildcards)]
     arguments += ["--data-dir", config["data_dir"]]
+    return shlex.join(arguments)
+
+
+def nominal_budget_seconds(variant):
+    """The variant's training budget in seconds as the config gives it (before budget_scale);
+    None for a variant trained for a number of epochs."""
+    if variant.get("budget_hours"):
+        return float(variant["budget_hours"]) * 3600
+    if variant.get("budget_seconds"):
+        return float(variant["budget_seconds"])
+    return None
+
+
+def budget_seconds(variant):
+    """The seconds the variant's runs train for on this machine (budget_scale applied)."""
+    nominal = nominal_budget_seconds(variant)
+    return None if nominal is None else nominal * float(config["budget_scale"])
+
+
+def nominal_budget_hours():
+    """{variant: its nominal budget in hours}: the tables match published rows by it."""
+    return {
+        name: nominal_budget_seconds(variant) / 3600
+        for name, variant in VARIANTS.items()
+        if nominal_budget_seconds(variant) is not None
+    }
+
+
+def calibration_file(wildcards):
+    """The calibration of a budget run (CALIBRATION_FILE), None without a budget."""
+    variant = VARIANTS[wildcards.variant]
+    if budget_seconds(variant) is None:
+        return None
+    recipe_name = variant["recipe"] or aol.engine.recipes.default_recipe(wildcards.dataset)
+    batch_size = variant["batch_size"] or aol.engine.recipes.get(recipe_name).batch_size
+    return CALIBRATION_FILE.format(
+        dataset=wildcards.dataset,
+        architecture=wildcards.architecture,
+        family=wildcards.family,
+        recipe=recipe_name,
+        batch_size=batch_size,
+    )
+
+
+def train_inputs(wildcards):
+    """The dataset's download marker (dataset_files) and a budget run's calibration."""
+    inputs = dataset_files(wildcards)
+    calibration = calibration_file(wildcards)
+    if calibration is not None:
+        inputs["calibration"] = calibration
+    return inputs
+
+
+def calibrate_arguments(wildcards):
+    """Flags of `python -m aol calibrate` besides the run's dataset/architecture/family."""
+    arguments = ["--recipe", wildcards.recipe, "--batch-size", wildcards.batch_size]
+    arguments += ["--device", config["device"], "--data-dir", config["data_dir"]]
+    for key in ("steps", "warmup"):
+        arguments += [f"--{key}", str(config["calibration"][key])]
     return shlex.join(arguments)
 
 

@@ -6,7 +6,7 @@
 
 rule train:
     input:
-        unpack(dataset_files),
+        unpack(train_inputs),
     output:
         result=f"{RUN_DIR}/result.json",
     log:

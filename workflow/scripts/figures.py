@@ -9,6 +9,11 @@
 - time_and_memory: training-step time, inference time and peak training memory per
   family, one bar group per architecture.
 - training_curves: test accuracy and certified accuracy (smallest radius) per epoch.
+- certified_accuracy_vs_training_time / certified_accuracy_vs_memory: certified accuracy at
+  36/255 against the training steps' seconds / the peak training memory, one point per
+  (architecture, family) (mean over seeds), one panel per (dataset, variant), with the Pareto
+  front (no other point is both cheaper and more accurate) drawn: the trade-off plots of
+  "1-Lipschitz Layers Compared" (Prach et al., CVPR 2024, Fig. 1) for budget runs.
 
 Only completed runs are drawn; the tables list the others.
 """
@@ -181,11 +186,90 @@ def training_curves(runs, curves: pd.DataFrame, measurements):
     return grid.figure
 
 
+#: the radius of the trade-off figures, 1LLC's headline radius (Table 2)
+PARETO_RADIUS = Radius.parse("36/255")
+MODEL_KEYS = ["dataset", "variant", "architecture", "family"]
+
+
+def model_points(runs: pd.DataFrame, measurements: pd.DataFrame) -> pd.DataFrame:
+    """Completed runs' mean certified accuracy at PARETO_RADIUS, training steps' seconds and
+    (where measured) peak training memory in MiB per (dataset, variant, architecture, family)."""
+    certified = f"{CERTIFIED_PREFIX}{PARETO_RADIUS}"
+    completed = runs[runs["status"] == "completed"]
+    if certified not in completed or "train_step_seconds" not in completed:
+        return pd.DataFrame(columns=[*MODEL_KEYS, "certified", "seconds", "memory_mib"])
+    points = (
+        completed.groupby(MODEL_KEYS)[[certified, "train_step_seconds"]]
+        .mean()
+        .reset_index()
+        .rename(columns={certified: "certified", "train_step_seconds": "seconds"})
+    )
+    points["memory_mib"] = float("nan")
+    if {"status", "peak_train_memory_bytes"} <= set(measurements.columns):  # measure enabled
+        memory = measurements[measurements["status"] == "completed"][
+            ["dataset", "architecture", "family", "peak_train_memory_bytes"]
+        ]
+        points = points.drop(columns="memory_mib").merge(
+            memory, on=["dataset", "architecture", "family"], how="left"
+        )
+        points["memory_mib"] = points.pop("peak_train_memory_bytes") / 2**20
+    return points.dropna(subset=["certified"])
+
+
+def pareto_front(points: pd.DataFrame, cost: str) -> pd.DataFrame:
+    """The points that no other point beats in both cost (lower) and certified accuracy
+    (higher), by increasing cost."""
+    front, best = [], -float("inf")
+    for _, point in points.sort_values([cost, "certified"], ascending=[True, False]).iterrows():
+        if point["certified"] > best:
+            front.append(point)
+            best = point["certified"]
+    return pd.DataFrame(front)
+
+
+def certified_accuracy_vs_cost(points: pd.DataFrame, cost: str, label: str):
+    points = points.dropna(subset=[cost])
+    if points.empty:
+        return empty_figure(f"no completed run with a certified accuracy and {label}")
+    panels = sorted(points.groupby(["dataset", "variant"]).groups)
+    figure, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.8), squeeze=False)
+    for axis, (dataset, variant) in zip(axes[0], panels, strict=True):
+        panel_points = points[(points["dataset"] == dataset) & (points["variant"] == variant)]
+        sns.scatterplot(
+            data=panel_points, x=cost, y="certified", hue="family", style="architecture",
+            s=70, ax=axis, legend=axis is axes[0][-1],
+        )  # fmt: skip
+        front = pareto_front(panel_points, cost)
+        axis.step(front[cost], front["certified"], where="post", color="black", lw=1)
+        axis.set_title(f"{dataset} / {variant}")
+        axis.set_xlabel(label)
+        axis.set_ylabel(f"certified accuracy at {PARETO_RADIUS} (%)")
+        low, high = panel_points[cost].min(), panel_points[cost].max()
+        if low > 0 and high / low > 20:
+            axis.set_xscale("log")
+    if axes[0][-1].get_legend() is not None:
+        sns.move_legend(axes[0][-1], "upper left", bbox_to_anchor=(1, 1))
+    figure.tight_layout()
+    return figure
+
+
+def certified_accuracy_vs_training_time(runs, curves, measurements):
+    points = model_points(runs, measurements)
+    return certified_accuracy_vs_cost(points, "seconds", "training steps (s)")
+
+
+def certified_accuracy_vs_memory(runs, curves, measurements):
+    points = model_points(runs, measurements)
+    return certified_accuracy_vs_cost(points, "memory_mib", "peak training memory (MiB)")
+
+
 FIGURES = {
     "certified_accuracy_vs_epsilon": certified_accuracy_vs_epsilon,
     "accuracy_vs_training_time": accuracy_vs_training_time,
     "time_and_memory": time_and_memory,
     "training_curves": training_curves,
+    "certified_accuracy_vs_training_time": certified_accuracy_vs_training_time,
+    "certified_accuracy_vs_memory": certified_accuracy_vs_memory,
 }
 
 

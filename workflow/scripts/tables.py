@@ -15,6 +15,7 @@ Every table is written as CSV (numbers), Markdown, LaTeX (booktabs) and HTML (re
 """
 
 import math
+import re
 import sys
 
 import pandas as pd
@@ -48,27 +49,79 @@ def metric_label(metric: str) -> str:
     return "Clean" if metric == "clean" else f"CRA {certified_radius(metric)}"
 
 
-def reference_for(row: dict, reference: dict | None) -> tuple[str, str] | None:
-    """(method, setting) of a row from the experiment's reference.match entries."""
+#: results/reference/published.csv names the certified accuracy at radius N/255 cra_N
+#: (cra_36, cra_255); runs.csv names it certified_<radius>
+PUBLISHED_CERTIFIED = re.compile(r"cra_(\d+)")
+
+
+def published_metric(name: str) -> str:
+    """A metric of published.csv in the names of runs.csv: cra_36 -> certified_36/255,
+    cra_255 -> certified_1; other names (clean, epochs_in_2h) as they are."""
+    match = PUBLISHED_CERTIFIED.fullmatch(name)
+    if match is None:
+        return name
+    return f"{CERTIFIED_PREFIX}{Radius.parse(match.group(1) + '/255')}"
+
+
+def load_published(path) -> pd.DataFrame:
+    """results/reference/published.csv with its metrics in the names of runs.csv."""
+    published = pd.read_csv(path)
+    published["metric"] = published["metric"].map(published_metric)
+    return published
+
+
+MATCH_FIELDS = ("method", "setting", "setting_suffix", "table")
+
+
+def reference_match(row: dict, reference: dict | None) -> dict | None:
+    """The method, setting, setting_suffix and table of a row from the experiment's
+    reference.match entries (every entry whose architecture/family/variant keys equal the
+    row's; later entries win); None when no entry gives a method."""
     if not reference:
         return None
-    method, setting = None, ""
+    found = {"method": None, "setting": "", "setting_suffix": "", "table": reference["table"]}
     for entry in reference.get("match", []):
         if all(entry[key] == row[key] for key in ROW_KEYS if key in entry):
-            method = entry.get("method", method)
-            setting = entry.get("setting", setting)
-    return None if method is None else (method, setting)
+            found.update({field: entry[field] for field in MATCH_FIELDS if field in entry})
+    return None if found["method"] is None else found
 
 
-def published_values(published: pd.DataFrame, reference: dict, method: str, setting: str):
+def reference_for(row: dict, reference: dict | None) -> tuple[str, str] | None:
+    """(method, setting) of a row's published metrics (the setting with its suffix)."""
+    match = reference_match(row, reference)
+    if match is None:
+        return None
+    return match["method"], match["setting"] + match["setting_suffix"]
+
+
+def published_values(
+    published: pd.DataFrame, reference: dict, method: str, setting: str, table: str | None = None
+):
     selected = published[
         (published["paper"] == reference["paper"])
-        & (published["table"] == reference["table"])
+        & (published["table"] == (table or reference["table"]))
         & (published["dataset"] == reference["dataset"])
         & (published["method"] == method)
         & (published["setting"].fillna("") == setting)
     ]
     return dict(zip(selected["metric"], selected["value"].astype(float), strict=True))
+
+
+def published_epochs(
+    published: pd.DataFrame, reference: dict, match: dict | None, budget_hours: float | None
+) -> float:
+    """The epochs the paper trained for the row's nominal budget: its epoch count for
+    reference.epochs.budget_hours scaled to the budget and floored (1LLC scales its Table 8
+    2 h counts so: berndprach/1LipschitzLayersCompared@01e3f2a make_tree.py get_epochs)."""
+    counts = reference.get("epochs") if reference else None
+    if not counts or match is None or budget_hours is None:
+        return math.nan
+    values = published_values(
+        published, reference, match["method"], match["setting"], counts["table"]
+    )
+    if counts["metric"] not in values:
+        return math.nan
+    return float(math.floor(values[counts["metric"]] * budget_hours / counts["budget_hours"]))
 
 
 def status_summary(statuses: pd.Series) -> str:
@@ -79,10 +132,33 @@ def status_summary(statuses: pd.Series) -> str:
     return ", ".join([text, *others])
 
 
+def mean_of(frame: pd.DataFrame, column: str) -> float:
+    """The mean of a column of the completed runs (NaN when none or no such column)."""
+    return frame[column].mean() if column in frame and len(frame) else math.nan
+
+
+def budget_columns(completed: pd.DataFrame, epochs_published: float) -> dict:
+    """Epochs and training time of the row beside the budget: the planned epochs (the
+    configured ones without a budget), the training steps' seconds and their share of the
+    budget (NaN without a budget), and the paper's epoch count for the same budget."""
+    return {
+        "epochs_mean": mean_of(completed, "epochs"),
+        "epochs_published": epochs_published,
+        "budget_seconds": mean_of(completed, "budget_seconds"),
+        "train_step_seconds_mean": mean_of(completed, "train_step_seconds"),
+        "budget_used_mean": mean_of(completed, "budget_used"),
+    }
+
+
 def experiment_table(
-    runs: pd.DataFrame, experiment: dict, seeds: list[int], published: pd.DataFrame
+    runs: pd.DataFrame,
+    experiment: dict,
+    seeds: list[int],
+    published: pd.DataFrame,
+    budget_hours: dict | None = None,
 ) -> pd.DataFrame:
-    """The numeric table of one experiment (one row per architecture, family, variant)."""
+    """The numeric table of one experiment (one row per architecture, family, variant);
+    ``budget_hours``: {variant: its nominal budget}, for the paper's epoch counts."""
     selected = runs[
         (runs["dataset"] == experiment["dataset"])
         & runs["architecture"].isin(experiment["architectures"])
@@ -91,7 +167,6 @@ def experiment_table(
         & runs["seed"].isin(seeds)
     ]
     metrics = metric_columns(runs)
-    reference = experiment.get("reference")
     rows = []
     for architecture in experiment["architectures"]:
         for family in experiment["families"]:
@@ -102,31 +177,48 @@ def experiment_table(
                     & (selected["variant"] == variant)
                 ]
                 row = dict(architecture=architecture, family=family, variant=variant)
-                completed = group[group["status"] == "completed"]
-                row["seeds"] = len(group)
-                row["completed"] = len(completed)
-                row["status"] = status_summary(group["status"]) if len(group) else "missing"
-                match = reference_for(row, reference)
-                values = published_values(published, reference, *match) if match else {}
-                for metric in metrics:
-                    observed = completed[metric].dropna() if metric in completed else pd.Series([])
-                    mean = observed.mean() if len(observed) else math.nan
-                    std = observed.std(ddof=1) if len(observed) > 1 else math.nan
-                    row[f"{metric}_mean"] = mean
-                    row[f"{metric}_std"] = std
-                    row[f"{metric}_published"] = values.get(metric, math.nan)
-                    row[f"{metric}_delta"] = mean - values.get(metric, math.nan)
-                row["train_seconds_mean"] = (
-                    completed["train_seconds"].mean() if len(completed) else math.nan
-                )
-                row["source"] = (
-                    f"{reference['paper']}, {reference['table']}, {match[0]}"
-                    + (f" ({match[1]})" if match[1] else "")
-                    if match and values
-                    else ""
-                )
-                rows.append(row)
+                hours = (budget_hours or {}).get(variant)
+                rows.append(experiment_row(row, group, metrics, experiment, published, hours))
     return pd.DataFrame(rows)
+
+
+def experiment_row(
+    row: dict,
+    group: pd.DataFrame,
+    metrics: list[str],
+    experiment: dict,
+    published: pd.DataFrame,
+    budget_hours: float | None,
+) -> dict:
+    """One row: the runs' statuses, each metric's mean and std beside the published value,
+    the time and epochs beside the budget, the source of the published numbers."""
+    completed = group[group["status"] == "completed"]
+    row["seeds"] = len(group)
+    row["completed"] = len(completed)
+    row["status"] = status_summary(group["status"]) if len(group) else "missing"
+    reference = experiment.get("reference")
+    match = reference_match(row, reference)
+    method_setting = reference_for(row, reference)
+    values = (
+        published_values(published, reference, *method_setting, match["table"]) if match else {}
+    )
+    for metric in metrics:
+        observed = completed[metric].dropna() if metric in completed else pd.Series([])
+        mean = observed.mean() if len(observed) else math.nan
+        row[f"{metric}_mean"] = mean
+        row[f"{metric}_std"] = observed.std(ddof=1) if len(observed) > 1 else math.nan
+        row[f"{metric}_published"] = values.get(metric, math.nan)
+        row[f"{metric}_delta"] = mean - values.get(metric, math.nan)
+    row["train_seconds_mean"] = mean_of(completed, "train_seconds")
+    epochs = published_epochs(published, reference, match, budget_hours)
+    row.update(budget_columns(completed, epochs))
+    row["source"] = ""
+    if match and values:
+        method, setting = method_setting
+        row["source"] = f"{reference['paper']}, {match['table']}, {method}" + (
+            f" ({setting})" if setting else ""
+        )
+    return row
 
 
 def cost_table(measurements: pd.DataFrame) -> pd.DataFrame:
@@ -198,9 +290,22 @@ def display_experiment(table: pd.DataFrame, plus_minus: str = "±") -> pd.DataFr
             display[f"{label} pub."] = table[f"{metric}_published"].map(_number)
             display[f"{label} Δ"] = table[f"{metric}_delta"].map(_signed)
     display["Train s"] = table["train_seconds_mean"].map(lambda v: _number(v, 0))
+    add_budget_columns(display, table)
     if published:
         display["Source"] = table["source"]
     return display
+
+
+def add_budget_columns(display: pd.DataFrame, table: pd.DataFrame) -> None:
+    """Epochs (ours, and the paper's for the same budget where it gave one) and, for an
+    experiment with budgets, the budget, the training steps' seconds and their share."""
+    display["Epochs"] = table["epochs_mean"].map(lambda v: _number(v, 0))
+    if table["epochs_published"].notna().any():
+        display["Epochs pub."] = table["epochs_published"].map(lambda v: _number(v, 0))
+    if table["budget_seconds"].notna().any():
+        display["Budget s"] = table["budget_seconds"].map(lambda v: _number(v, 0))
+        display["Steps s"] = table["train_step_seconds_mean"].map(lambda v: _number(v, 0))
+        display["Used %"] = (100 * table["budget_used_mean"]).map(lambda v: _number(v, 0))
 
 
 def display_cost(table: pd.DataFrame) -> pd.DataFrame:
@@ -306,8 +411,10 @@ def main(snakemake) -> None:
         title = "Time and memory per layer family (median over repeats)"
     else:
         runs = pd.read_csv(snakemake.input.runs)
-        published = pd.read_csv(snakemake.input.reference)
-        table = experiment_table(runs, experiment, snakemake.params.seeds, published)
+        published = load_published(snakemake.input.reference)
+        table = experiment_table(
+            runs, experiment, snakemake.params.seeds, published, snakemake.params.budget_hours
+        )
         display = display_experiment(table)
         title = experiment.get("title") or experiment["name"]
     write_all(table, display, title, snakemake.output)

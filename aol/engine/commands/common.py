@@ -35,6 +35,17 @@ def non_negative_int(text: str) -> int:
     return _integer_at_least(text, 0)
 
 
+def positive_seconds(text: str) -> float:
+    """A finite number of seconds > 0."""
+    try:
+        value = float(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from error
+    if not (0 < value < float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
 def _checked_integer(check, name: str):
     """An argparse type: an integer, then ``check`` (a function of aol.engine.validation)."""
 

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 import torch
 
-from aol.engine import recipes
+from aol.engine import budget, recipes
 from aol.engine.commands import UsageError, common
 from aol.engine.run_folder import RunFolderError, check_run_folder_path
 from aol.engine.train import PRECISIONS, TrainConfig, train
+from aol.engine.runtime import device_name
+from aol.engine.train import TrainConfig, train
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,6 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="preset of every knob below (default: digits for digits, paper otherwise)",
     )
     _add_recipe_overrides(parser)
+    _add_budget_arguments(parser)
     parser.add_argument("--checkpoint-every", type=common.positive_int, default=10)
     parser.add_argument(
         "--eval-every",
@@ -69,6 +73,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="auto",
         help="channels-last images and convolution weights; auto (default) = on for CUDA "
         "with --precision bf16 or tf32 (tensor-core convolutions), off otherwise",
+    )
+
+
+def _add_budget_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "training budget (instead of --epochs; 1-Lipschitz Layers Compared, Table 8)"
+    )
+    group.add_argument(
+        "--budget-seconds",
+        type=common.positive_seconds,
+        help="seconds of training steps on this device; the epochs are budget / the "
+        "calibrated epoch time, rounded, at least 1, and the schedule follows them "
+        "(needs --calibration)",
+    )
+    group.add_argument(
+        "--calibration",
+        metavar="FILE.json",
+        help="the epoch time written by python -m aol calibrate for this run's dataset, "
+        "architecture, family, batch size and augmentation",
     )
 
 
@@ -123,6 +146,9 @@ def config_from_arguments(arguments: argparse.Namespace) -> TrainConfig:
         raise UsageError(f"argument --{error.knob.replace('_', '-')}: {error}") from error
     device = common.device(arguments.device)
     common.check_data_available(arguments.dataset, arguments.data_dir, arguments.download)
+    budget_plan = budget_from_arguments(arguments, recipe, device)
+    if budget_plan is not None:
+        recipe = recipe.with_overrides(epochs=budget_plan.planned_epochs)
     return TrainConfig(
         dataset=arguments.dataset,
         architecture=arguments.architecture,
@@ -140,7 +166,35 @@ def config_from_arguments(arguments: argparse.Namespace) -> TrainConfig:
         radii=tuple(arguments.radii),
         precision=arguments.precision,
         channels_last=resolve_channels_last(arguments.channels_last, device, arguments.precision),
+        budget=budget_plan,
     )
+
+
+def budget_from_arguments(
+    arguments: argparse.Namespace, recipe: recipes.Recipe, device: torch.device
+) -> budget.BudgetPlan | None:
+    """The budget plan from --budget-seconds and --calibration (None without a budget); a
+    resumed run replaces it by the plan saved in its folder (aol.engine.train.train)."""
+    if arguments.budget_seconds is None and arguments.calibration is None:
+        return None
+    if arguments.budget_seconds is None or arguments.calibration is None:
+        raise UsageError("--budget-seconds and --calibration go together")
+    if arguments.epochs is not None:
+        raise UsageError("give either --epochs or --budget-seconds, not both")
+    key = budget.calibration_key(
+        arguments.dataset, arguments.architecture, arguments.family, recipe
+    )
+    try:
+        calibration = budget.read_calibration(arguments.calibration, key)
+    except budget.CalibrationError as error:
+        raise UsageError(str(error)) from error
+    if calibration.get("device_name") != device_name(device):
+        print(
+            f"aol train: warning: {arguments.calibration} was calibrated on "
+            f"{calibration.get('device_name')}, this run trains on {device_name(device)}",
+            file=sys.stderr,
+        )
+    return budget.plan(arguments.budget_seconds, calibration)
 
 
 def resolve_compile(choice: str, device: torch.device) -> bool:

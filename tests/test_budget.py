@@ -1,0 +1,164 @@
+"""Training budgets: calibration, epochs derived from it, and a resumed budget run keeping its
+epoch count after a real kill even when the calibration changed meanwhile."""
+
+import json
+import math
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from aol.engine import budget, data, recipes
+from aol.engine.cli import main
+
+RUN = ["--dataset", "digits", "--architecture", "aol-digits", "--family", "aol"]
+DEVICE = ["--device", "cpu", "--threads", "1"]
+BATCH = 300  # 5 steps per digits epoch: seconds per test run
+
+
+def fake_calibration(path, epoch_seconds, **changes):
+    """A calibration file as python -m aol calibrate writes it, with a chosen epoch time."""
+    calibration = dict(
+        dataset="digits",
+        architecture="aol-digits",
+        family="aol",
+        batch_size=BATCH,
+        augment=recipes.get("digits").augment,
+        device_name="a test device",
+        seconds_per_epoch=epoch_seconds,
+    )
+    path.write_text(json.dumps({**calibration, **changes}))
+    return path
+
+
+def train_command(out, calibration, budget_seconds, *extra):
+    return [sys.executable, "-m", "aol", "train", *RUN, "--seed", "0", *DEVICE,
+            "--batch-size", str(BATCH), "--out", str(out), "--budget-seconds",
+            str(budget_seconds), "--calibration", str(calibration), *extra]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "budget_seconds, epoch_seconds, expected",
+    [(7200, 7200 / 837, 837), (3.4, 1.0, 3), (3.6, 1.0, 4), (3.0, 1.0, 3), (0.2, 1.0, 1),
+     (10, 3.0, 3), (11, 3.0, 4)],
+)  # fmt: skip
+def test_planned_epochs_are_the_nearest_whole_number_at_least_one(
+    budget_seconds, epoch_seconds, expected
+):
+    # 1LLC Table 8: AOL ConvNetXS fits 837 epochs in 2 h
+    planned = budget.planned_epochs(budget_seconds, epoch_seconds)
+    assert planned == expected
+    # the planned epochs take the budget within half an epoch (or are the single epoch)
+    assert abs(planned * epoch_seconds - budget_seconds) <= epoch_seconds / 2 or planned == 1
+    with pytest.raises(ValueError):
+        budget.planned_epochs(budget_seconds, 0.0)
+
+
+def test_calibration_times_training_steps_and_names_the_device(tmp_path, capsys):
+    out = tmp_path / "calibration.json"
+    arguments = ["calibrate", *RUN, *DEVICE, "--batch-size", str(BATCH), "--out", str(out)]
+    assert main([*arguments, "--steps", "3", "--warmup", "1"]) == 0
+    calibration = json.loads(out.read_text())
+    train_images = len(data.load("digits").train_labels)
+    assert calibration["steps_per_epoch"] == math.ceil(train_images / BATCH)
+    assert calibration["seconds_per_step"] > 0
+    assert calibration["seconds_per_epoch"] == pytest.approx(
+        calibration["seconds_per_step"] * calibration["steps_per_epoch"]
+    )
+    assert calibration["device_name"].startswith("cpu")
+    assert (calibration["timed_steps"], calibration["warmup_steps"]) == (3, 1)
+    assert calibration["batch_size"] == BATCH and calibration["augment"] is False
+    assert json.loads(capsys.readouterr().out)["seconds_per_epoch"] > 0
+
+
+def test_budget_run_derives_its_epochs_and_schedule_from_the_calibration(tmp_path, capsys):
+    calibration = fake_calibration(tmp_path / "calibration.json", epoch_seconds=1.0)
+    out = tmp_path / "run"
+    assert main([*train_command(out, calibration, 3.2, "--schedule", "onecycle")[3:]]) == 0
+    result = json.loads((out / "result.json").read_text())
+    assert result["planned_epochs"] == result["epochs"] == result["epochs_completed"] == 3
+    assert result["hyperparameters"]["epochs"] == 3
+    assert result["budget_seconds"] == 3.2
+    assert result["budget"] == dict(
+        budget_seconds=3.2,
+        calibrated_epoch_seconds=1.0,
+        calibration_device_name="a test device",
+        planned_epochs=3,
+    )
+    assert result["budget_used"] == pytest.approx(result["train_step_seconds"] / 3.2)
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    recipe = recipes.get("digits").with_overrides(schedule="onecycle", batch_size=BATCH)
+    expected_lr = [recipes.epoch_settings(recipe.with_overrides(epochs=3), e)[0] for e in range(3)]
+    assert [row["lr"] for row in rows] == pytest.approx(expected_lr)
+    # the schedule of the recipe's own epoch count would be another one
+    assert expected_lr != pytest.approx([recipes.epoch_settings(recipe, e)[0] for e in range(3)])
+
+
+def saved_epoch(out):
+    if not (out / "checkpoint.pt").exists():
+        return -1
+    return torch.load(out / "checkpoint.pt", weights_only=True)["epoch"]
+
+
+def test_resumed_budget_run_keeps_its_epochs_after_a_kill(tmp_path):
+    calibration = fake_calibration(tmp_path / "calibration.json", epoch_seconds=1.0)
+    out = tmp_path / "run"
+    command = train_command(out, calibration, 4, "--checkpoint-every", "1")
+    process = subprocess.Popen(command, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while saved_epoch(out) < 1:
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (out / "result.json").exists(), "the run finished before the kill"
+    # a new calibration would plan 2 epochs; the resumed run keeps the 4 it planned
+    fake_calibration(calibration, epoch_seconds=2.0)
+    assert budget.plan(4, json.loads(calibration.read_text())).planned_epochs == 2
+    subprocess.run(command, check=True, capture_output=True)
+    result = json.loads((out / "result.json").read_text())
+    assert result["planned_epochs"] == result["epochs_completed"] == 4
+    assert result["budget"]["calibrated_epoch_seconds"] == 1.0
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [row["epoch"] for row in rows] == list(range(1, 5))
+    # another budget in the same folder is another run: refused, the result kept
+    refused = subprocess.run(train_command(out, calibration, 9), capture_output=True, text=True)
+    assert refused.returncode == 2 and "another" in refused.stderr
+    assert json.loads((out / "result.json").read_text()) == result
+
+
+@pytest.mark.parametrize(
+    "extra, calibration_changes, message",
+    [
+        (["--epochs", "3"], {}, "either --epochs or --budget-seconds"),
+        ([], {"family": "soc"}, "made for another run: family 'soc'"),
+        ([], {"batch_size": 50}, "batch_size 50"),
+        ([], {"seconds_per_epoch": 0}, "not a calibration"),
+        ([], {"status": "failed"}, "the calibration job failed"),
+    ],
+)
+def test_bad_budget_arguments_fail_before_any_work(
+    tmp_path, capsys, extra, calibration_changes, message
+):
+    calibration = fake_calibration(tmp_path / "c.json", 1.0, **calibration_changes)
+    out = tmp_path / "run"
+    assert main([*train_command(out, calibration, 3)[3:], *extra]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("flags", [["--budget-seconds", "3"], ["--calibration", "c.json"]])
+def test_budget_and_calibration_go_together(tmp_path, capsys, flags):
+    assert main(["train", *RUN, "--seed", "0", *DEVICE, "--out", str(tmp_path), *flags]) == 2
+    assert "go together" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("seconds", ["0", "-1", "inf", "nan", "two"])
+def test_budget_must_be_a_positive_number(tmp_path, capsys, seconds):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", *RUN, "--seed", "0", "--out", str(tmp_path), "--budget-seconds", seconds])
+    assert exit_info.value.code == 2
+    assert "--budget-seconds" in capsys.readouterr().err
