@@ -353,11 +353,22 @@ def _expect_value_error(argument: str, build: Callable[..., nn.Module], *args, *
     raise AssertionError(f"{argument}=2 was accepted; expected a ValueError")
 
 
+def _check_supported_argument(family: LayerFamily, argument: str, arguments: tuple) -> None:
+    """A conv built with ``argument=2`` (positional) has the exact norm of its Jacobian, at
+    random weights and every padding, within its stated bound."""
+    for padding_mode in family.padding_modes:
+        layer = family.conv_factory(*arguments[:-1], padding_mode).to(torch.float64)
+        randomise(layer)
+        assert_bound_holds(layer, (4, IMAGE_SIZE + 1, IMAGE_SIZE + 1))
+
+
 def check_constructor_arguments(family: LayerFamily) -> None:
     """The conv constructor takes torch's positional order (``in_channels, out_channels,
     kernel_size, stride, padding, dilation, groups, bias, padding_mode``: the 8th is bias) and
     rejects stride=2, dilation=2 and groups=2, positional or keyword, with a ``ValueError``
-    that names the argument (not a ``TypeError``)."""
+    that names the argument (not a ``TypeError``). A conv class that declares
+    ``supports_stride`` / ``supports_dilation`` must instead keep its bound at 2 (exact
+    Jacobian, random weights, odd input size)."""
     mode = family.default_padding_mode
     valid = (1, "same", 1, 1, True, mode)
     for bias in (True, False):
@@ -369,6 +380,10 @@ def check_constructor_arguments(family: LayerFamily) -> None:
     for argument in ("stride", "dilation", "groups"):
         position = _TORCH_CONV_ORDER.index(argument)
         arguments = (4, 4, 3, *valid[:position], 2, *valid[position + 1 :])
+        if getattr(family.conv_factory, f"supports_{argument}", False):
+            with _case("constructor_arguments", family, argument=f"{argument}=2", call=arguments):
+                _check_supported_argument(family, argument, arguments)
+            continue
         with _case("constructor_arguments", family, argument=f"{argument}=2", call=arguments):
             _expect_value_error(argument, family.conv_factory, *arguments)
         keyword = {argument: 2}
