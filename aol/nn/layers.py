@@ -18,6 +18,7 @@ from aol.nn.contract import (
     plain_conv2d,
     plain_linear,
     same_conv2d,
+    same_size_conv2d,  # noqa: F401  (re-exported: the stride-1 convolution of every family)
 )
 from aol.nn.init import check_init_scheme, initialise_kernel, initialise_matrix
 from aol.nn.rescaling import conv_rescaling_factors, linear_rescaling_factors
