@@ -24,6 +24,7 @@ FIGURES = [
     "accuracy_vs_training_time",
     "training_curves",
     "time_and_memory",
+    "orthogonality",  # workflow/scripts/orthogonality.py: the AOL paper's Figures 1-2
 ]
 
 
