@@ -155,13 +155,16 @@ def _dense_cases(family: LayerFamily) -> Iterator[dict]:
 
 
 def _build(family: LayerFamily, case: dict) -> nn.Module:
-    """The float64 layer of a case from ``_conv_cases`` or ``_dense_cases``."""
+    """The float64 layer of a case from ``_conv_cases``, ``_dense_cases`` or
+    ``_strided_and_dilated_cases``."""
     if case["layer"] == "conv":
+        optional = {name: case[name] for name in OPTIONAL_CONV_ARGUMENTS if name in case}
         layer = family.conv(
             case["in_channels"],
             case["out_channels"],
             case["kernel_size"],
             padding_mode=case["padding_mode"],
+            **optional,
         )
     else:
         layer = family.linear(case["in_features"], case["out_features"])
@@ -171,8 +174,10 @@ def _build(family: LayerFamily, case: dict) -> nn.Module:
 def check_bound_random_weights(family: LayerFamily) -> None:
     """The exact norm is at most the stated bound at N(0, 1) weights: convolutions of every
     kernel size in ``KERNEL_SIZES``, channel pair in ``CHANNEL_PAIRS`` and supported padding on
-    ``c x 6 x 6`` inputs, and dense layers of every shape in ``DENSE_SHAPES``."""
-    for case in (*_conv_cases(family), *_dense_cases(family)):
+    ``c x 6 x 6`` inputs, dense layers of every shape in ``DENSE_SHAPES``, and strided and
+    dilated convs where the family supports them (``_strided_and_dilated_cases``)."""
+    cases = (*_conv_cases(family), *_dense_cases(family), *_strided_and_dilated_cases(family))
+    for case in cases:
         with _case("bound_random_weights", family, **case):
             layer = _build(family, case)
             randomise(layer, seed=1)
@@ -389,11 +394,31 @@ def _expect_value_error(argument: str, build: Callable[..., nn.Module], *args, *
     raise AssertionError(f"{argument}=2 was accepted; expected a ValueError")
 
 
+#: The constructor arguments a conv class may declare support for (``supports_<name>``).
+OPTIONAL_CONV_ARGUMENTS = ("stride", "dilation")
+
+
+def _strided_and_dilated_cases(family: LayerFamily) -> Iterator[dict]:
+    """``stride=2`` / ``dilation=2`` convs (4 -> 4, 3x3, every padding, on odd-sized 4 x 7 x 7
+    inputs) for the arguments the family's conv declares it supports."""
+    for argument in OPTIONAL_CONV_ARGUMENTS:
+        if not getattr(family.conv_factory, f"supports_{argument}", False):
+            continue
+        for padding_mode in family.padding_modes:
+            yield {
+                "layer": "conv", "in_channels": 4, "out_channels": 4, "kernel_size": 3,
+                "padding_mode": padding_mode, argument: 2,
+                "input_shape": (4, IMAGE_SIZE + 1, IMAGE_SIZE + 1),
+            }  # fmt: skip
+
+
 def check_constructor_arguments(family: LayerFamily) -> None:
     """The conv constructor takes torch's positional order (``in_channels, out_channels,
     kernel_size, stride, padding, dilation, groups, bias, padding_mode``: the 8th is bias) and
     rejects stride=2, dilation=2 and groups=2, positional or keyword, with a ``ValueError``
-    that names the argument (not a ``TypeError``)."""
+    that names the argument (not a ``TypeError``). A conv class that declares
+    ``supports_stride`` / ``supports_dilation`` must instead build with it (its bound is then
+    checked by ``bound_random_weights``)."""
     mode = family.default_padding_mode
     valid = (1, "same", 1, 1, True, mode)
     for bias in (True, False):
@@ -405,6 +430,11 @@ def check_constructor_arguments(family: LayerFamily) -> None:
     for argument in ("stride", "dilation", "groups"):
         position = _TORCH_CONV_ORDER.index(argument)
         arguments = (4, 4, 3, *valid[:position], 2, *valid[position + 1 :])
+        if getattr(family.conv_factory, f"supports_{argument}", False):
+            with _case("constructor_arguments", family, argument=f"{argument}=2", call=arguments):
+                layer = family.conv_factory(*arguments)
+                _expect(getattr(layer, argument) == (2, 2), f"{argument}=2 was not {argument}")
+            continue
         with _case("constructor_arguments", family, argument=f"{argument}=2", call=arguments):
             _expect_value_error(argument, family.conv_factory, *arguments)
         keyword = {argument: 2}

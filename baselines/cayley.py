@@ -100,14 +100,17 @@ def frequency_weights(weight: torch.Tensor, alpha: torch.Tensor, height: int, wi
 
 def wrapped_kernel(weight: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """The kernel as a ``height x width`` circular filter: tap ``(i, j)`` goes to
-    ``((i - k1 // 2) mod height, (j - k2 // 2) mod width)``, taps landing on the same
-    place add up. For inputs at least as large as the kernel this is zero padding and
-    a roll; for smaller inputs it is exactly what a circular convolution with the full
-    kernel computes there (the wrapped taps read the same pixels).
+    ``((i - (k1 - 1) // 2) mod height, (j - (k2 - 1) // 2) mod width)``, taps landing on
+    the same place add up. The centre ``(k - 1) // 2`` is torch's ``padding="same"``
+    (for even kernels the extra padding goes after the input), so the layer computes
+    ``nn.Conv2d(padding="same", padding_mode="circular")`` of its transformed kernel.
+    For inputs at least as large as the kernel this is zero padding and a roll; for
+    smaller inputs it is exactly what a circular convolution with the full kernel computes
+    there (the wrapped taps read the same pixels).
     """
     c_out, c_in, k1, k2 = weight.shape
-    rows = (torch.arange(k1, device=weight.device) - k1 // 2) % height
-    cols = (torch.arange(k2, device=weight.device) - k2 // 2) % width
+    rows = (torch.arange(k1, device=weight.device) - (k1 - 1) // 2) % height
+    cols = (torch.arange(k2, device=weight.device) - (k2 - 1) // 2) % width
     places = (rows[:, None] * width + cols[None, :]).reshape(-1)
     flat = weight.new_zeros(c_out, c_in, height * width)
     flat = flat.index_add(2, places, weight.reshape(c_out, c_in, k1 * k2))

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 import aol
 from aol import AOLConv2d, AOLLinear, ConcatenationPooling, FirstChannels, MaxMin
+from aol.nn.contract import LipschitzConv2d
 from aol.nn.rescaling import (
     conv_rescaling_factors,
     conv_rescaling_factors_by_self_convolution,
@@ -113,8 +114,8 @@ def test_export_gives_plain_layers_and_same_outputs():
 @pytest.mark.parametrize(
     ("arguments", "hint"),
     [
-        ({"stride": 2}, "ConcatenationPooling"),
-        ({"dilation": 2}, "dilation"),
+        ({"stride": 0}, "stride"),
+        ({"dilation": 0}, "dilation"),
         ({"groups": 2}, "groups"),
         ({"kernel_size": 2}, "odd"),
         ({"padding": "valid"}, "same"),
@@ -126,6 +127,29 @@ def test_unsupported_conv_arguments_raise_with_advice(arguments, hint):
     options = {"in_channels": 4, "out_channels": 4, "kernel_size": 3} | arguments
     with pytest.raises(ValueError, match=hint):
         AOLConv2d(**options)
+
+
+class _StrideOneConv(LipschitzConv2d):
+    """A constrained conv that declares neither ``supports_stride`` nor ``supports_dilation``."""
+
+    def reset_parameters(self) -> None:
+        torch.nn.init.zeros_(self.weight)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "hint"), [({"stride": 2}, "ConcatenationPooling"), ({"dilation": 2}, "dilation")]
+)
+def test_stride_and_dilation_are_refused_with_advice_unless_supported(arguments, hint):
+    """AOLConv2d supports both (Lemma 2 holds for them); a family that does not says what to do."""
+    with pytest.raises(ValueError, match=hint):
+        _StrideOneConv(4, 4, 3, **arguments)
+    assert AOLConv2d(4, 4, 3, **arguments).lipschitz_bound() == 1.0
+
+
+def test_even_kernels_need_a_stride():
+    with pytest.raises(ValueError, match="odd"):
+        AOLConv2d(4, 4, 2)
+    assert AOLConv2d(4, 4, 2, stride=2)(torch.zeros(1, 4, 6, 6)).shape == (1, 4, 3, 3)
 
 
 def test_maxmin_sorts_adjacent_pairs():

@@ -7,6 +7,7 @@ import torch
 
 import aol
 from aol import architectures, families
+from aol.architectures.common import missing_features
 from aol.verify import jacobian_singular_values
 
 CIFAR = {"num_classes": 10, "in_channels": 3, "image_size": 32}
@@ -57,12 +58,19 @@ def test_convnet_parameter_counts(name, width, published_millions):
 
 #: The architectures whose layers must change the channel count (the AOL paper's models);
 #: the others (ConvNets, aol-digits) build from a family whose layers keep it.
-NEED_CHANNEL_CHANGES = {"aol-small", "aol-medium", "aol-large", "aol-fc", "aol-std", "aol-alt"}
+NEED_CHANNEL_CHANGES = {
+    "aol-small", "aol-medium", "aol-large", "aol-fc", "aol-std", "aol-alt", "aol-dil",
+    "aol-std-strided", "aol-alt-strided", "aol-dil-strided",
+}  # fmt: skip
 
 
 @pytest.mark.parametrize("family", families.names())
 @pytest.mark.parametrize("name", architectures.names())
 def test_every_architecture_and_family_gives_class_scores_on_cifar(name, family):
+    if missing_features(families.get(family), architectures.requirements(name)):
+        with pytest.raises(architectures.UnsupportedFamilyError, match=name):
+            architectures.build(name, family, **CIFAR)
+        return
     if name in NEED_CHANNEL_CHANGES and not families.get(family).changes_channels:
         with pytest.raises(architectures.FamilyNotSupportedError, match=f"'{family}'"):
             architectures.build(name, family, **CIFAR)

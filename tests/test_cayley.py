@@ -61,6 +61,23 @@ def test_fourier_convention_reproduces_circular_conv2d(height, width, kernel_siz
     torch.testing.assert_close(apply_frequency_weights(x, spectrum, None), expected)
 
 
+@pytest.mark.parametrize("kernel_size", [(2, 2), (4, 3), (3, 2)])
+def test_even_kernels_are_centred_as_torch_same_padding(kernel_size):
+    """Tap (k - 1) // 2 is the centre, as in nn.Conv2d(padding="same"), not k // 2."""
+    kernel = torch.randn(4, 3, *kernel_size, dtype=torch.float64)
+    x = torch.randn(2, 3, 6, 5, dtype=torch.float64)
+    spectrum = torch.fft.rfft2(cayley_module.wrapped_kernel(kernel, 6, 5)).conj()
+    by_fft = torch.fft.irfft2(
+        torch.einsum("oihw,nihw->nohw", spectrum, torch.fft.rfft2(x)), s=(6, 5)
+    )
+    torch_same = torch.nn.Conv2d(3, 4, kernel_size, padding="same", padding_mode="circular")
+    torch_same = torch_same.double()
+    with torch.no_grad():
+        torch_same.weight.copy_(kernel)
+        torch_same.bias.zero_()
+    torch.testing.assert_close(by_fft, torch_same(x))
+
+
 def test_alpha_is_a_parameter_from_construction_and_is_trained():
     layer = CayleyConv2d(3, 3, 3)
     optimiser = torch.optim.SGD(layer.parameters(), lr=0.1)  # built before any forward

@@ -9,6 +9,7 @@ import pytest
 import torch
 from torchvision.datasets import CIFAR10, CIFAR100
 
+import aol
 from aol.engine import data
 from aol.engine.augment import Augmentation, colour_jitter, random_affine
 from aol.engine.cli import main
@@ -130,3 +131,50 @@ def test_colour_jitter_keeps_grey_images_grey_and_changes_brightness():
     assert torch.allclose(out[:, 0], out[:, 1], atol=1e-5)  # hue/saturation leave grey alone
     shifts = out.mean(dim=(1, 2, 3)) - 0.5
     assert shifts.abs().max() <= 0.1 + 1e-5 and shifts.std() > 0.01  # brightness +-0.1
+
+
+def test_crop_flip_gives_windows_of_the_mean_padded_image():
+    """Every output is a 1LLC crop: a window of the image padded by 4 with the mean colour
+    (zeros after centring), flipped or not; all 81 offsets and both flips are searched."""
+    from aol.engine.augment import CropFlip
+
+    fill = (0.25, 0.5, 0.75)
+    images = torch.rand(6, 3, 5, 5)
+    generator = torch.Generator().manual_seed(0)
+    out = CropFlip(fill=fill)(images, generator)
+    assert out.shape == images.shape
+    padded = torch.nn.functional.pad(images - torch.tensor(fill)[:, None, None], (4, 4, 4, 4))
+    padded = padded + torch.tensor(fill)[:, None, None]
+    for image, result in zip(padded, out, strict=True):
+        windows = [
+            window
+            for top in range(9)
+            for left in range(9)
+            for window in (image[:, top : top + 5, left : left + 5],)
+            for window in (window, window.flip(2))
+        ]
+        assert any(torch.equal(result, window) for window in windows)
+    unflipped = CropFlip(fill=fill, padding=0, horizontal_flip=False)(images, generator)
+    torch.testing.assert_close(unflipped, images)
+
+
+def test_1llc_recipe_centres_inside_the_network_and_keeps_the_jacobian():
+    """Centring is a translation: the network's Jacobian at x is the uncentred one's at
+    x - mean, so its Lipschitz constant (and every certificate) is unchanged."""
+    from aol.engine import recipes
+    from aol.engine.run_folder import build_model, run_identity
+    from aol.nn.modules import Centre
+    from aol.verify import exact_jacobian
+
+    recipe = recipes.get("1llc")
+    assert recipe.augmentation == "crop-flip" and recipe.centre_inputs
+    identity = run_identity("digits", "aol-digits", "aol", 0, "1llc", recipe.as_dict())
+    torch.manual_seed(0)
+    centred = build_model(identity)
+    assert isinstance(centred[0], Centre) and aol.network_lipschitz_bound(centred) == 1.0
+    plain = torch.nn.Sequential(*list(centred)[1:])
+    x = torch.rand(1, 1, 8, 8)
+    mean = torch.tensor(data.info("digits").channel_mean)[:, None, None]
+    torch.testing.assert_close(exact_jacobian(centred, x), exact_jacobian(plain, x - mean))
+    paper = run_identity("digits", "aol-digits", "aol", 0, "paper", recipes.get("paper").as_dict())
+    assert not isinstance(build_model(paper)[0], Centre)

@@ -26,6 +26,7 @@ FIGURES = [
     "time_and_memory",
     "certified_accuracy_vs_training_time",
     "certified_accuracy_vs_memory",
+    "orthogonality",  # workflow/scripts/orthogonality.py: the AOL paper's Figures 1-2
 ]
 
 

@@ -50,3 +50,14 @@ def test_invalid_knobs_are_rejected():
         recipes.get("paper").with_overrides(epochs=0).validate()
     with pytest.raises(ValueError, match="temperature"):
         recipes.get("paper").with_overrides(temperature=-1.0).validate()
+
+
+def test_new_augmentation_knobs_leave_earlier_identities_alone():
+    """Only recipes that change augmentation / centring carry those knobs in their identity."""
+    for name in ("paper", "digits"):
+        knobs = recipes.get(name).as_dict()
+        assert "augmentation" not in knobs and "centre_inputs" not in knobs
+    knobs = recipes.get("1llc").as_dict()
+    assert knobs["augmentation"] == "crop-flip" and knobs["centre_inputs"] is True
+    with pytest.raises(recipes.RecipeError, match="augmentation"):
+        recipes.get("paper").with_overrides(augmentation="mixup").validate()

@@ -159,8 +159,9 @@ def test_suite_catches_the_reference_scaling(kernel_size):
     """With 5 terms (the training count) the weak scaling's claim fails the suite's own check,
     while the sound scaling passes the same check.
 
-    With 12 terms the truncated series is orthogonal to ~1e-15 even for ||L~|| ~ 2, so no
-    measurement can tell the two apart there ."""
+    With 12 terms the largest singular value of the truncated series is 1 to ~1e-15 even for
+    ||L~|| ~ 2, so no norm measurement can tell the two apart there (the smallest is not 1:
+    ``test_twelve_terms_keep_the_norm_but_not_orthogonality``)."""
     weak = ReferenceScaledSOC(4, 4, kernel_size, eval_terms=5).double()
     randomise(weak, seed=2)
     with pytest.raises(AssertionError, match="exceeds stated bound"):
@@ -179,3 +180,23 @@ def test_suite_catches_the_reference_scaling(kernel_size):
     randomise(weak_twelve, seed=2)
     sigma_max, _ = assert_bound_holds(weak_twelve, (4, SIZE, SIZE))
     assert sigma_max <= 1.0 + 1e-12
+
+
+@pytest.mark.parametrize(
+    ("kernel_size", "weights", "below_one"),
+    [(3, "random", 1e-10), (5, "random", 1e-8), (5, "constant taps", 1e-5)],
+)
+def test_twelve_terms_keep_the_norm_but_not_orthogonality(kernel_size, weights, below_one):
+    """With the reference scaling and 12 terms, sigma_max = 1 to rounding but sigma_min drops:
+    the truncated exponential of a skew operator of norm r > 1 shrinks the high frequencies
+    (on 4x8x8 inputs r = 2.8 for the 5x5 kernel with equal taps, 1.5 for the random one)."""
+    layer = ReferenceScaledSOC(4, 4, kernel_size).double().eval()
+    randomise(layer, seed=2)
+    if weights == "constant taps":
+        with torch.no_grad():
+            layer.weight.copy_(layer.weight[:, :, :1, :1].expand_as(layer.weight))
+    values = aol.verify.jacobian_singular_values(layer, (4, 8, 8))
+    print(f"k={kernel_size} {weights}: 1 - sigma_min = {1 - values[-1].item():.1e}, "
+          f"sigma_max - 1 = {values[0].item() - 1:.1e}")  # fmt: skip
+    assert values[0] <= 1 + 1e-12
+    assert 1 - values[-1] > below_one

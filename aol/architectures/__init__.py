@@ -19,14 +19,21 @@ from torch import nn
 
 from aol import families
 from aol.architectures import ablations, convnet, digits, patchwise
-from aol.architectures.common import ArchitectureShapeError, FamilyNotSupportedError
+from aol.architectures.common import (
+    ArchitectureShapeError,
+    FamilyNotSupportedError,
+    UnsupportedFamilyError,
+    missing_features,
+)
 
 __all__ = [
     "ArchitectureShapeError",
     "FamilyNotSupportedError",
     "UnknownArchitectureError",
+    "UnsupportedFamilyError",
     "build",
     "names",
+    "requirements",
 ]
 
 Builder = Callable[..., nn.Sequential]
@@ -39,9 +46,29 @@ _BUILDERS: dict[str, Builder] = {
     "aol-fc": ablations.aol_fc,
     "aol-std": ablations.aol_std,
     "aol-alt": ablations.aol_alt,
+    "aol-dil": partial(ablations.aol_std, dilated=True),
+    "aol-std-strided": partial(ablations.aol_std, downsampling="strided"),
+    "aol-alt-strided": partial(ablations.aol_alt, downsampling="strided"),
+    "aol-dil-strided": partial(ablations.aol_std, downsampling="strided", dilated=True),
     **{name: partial(convnet.convnet, width=w) for name, w in convnet.WIDTHS.items()},
     "aol-digits": digits.aol_digits,
 }
+
+
+#: Convolution features an architecture needs from its family (``LipschitzConv2d``'s
+#: ``supports_stride`` / ``supports_dilation``, or a padding mode); AOL has them all.
+_REQUIREMENTS: dict[str, tuple[str, ...]] = {
+    "aol-dil": ("dilation", "circular"),
+    "aol-std-strided": ("stride",),
+    "aol-alt-strided": ("stride",),
+    "aol-dil-strided": ("stride", "dilation", "circular"),
+}
+
+
+def requirements(name: str) -> tuple[str, ...]:
+    """The convolution features architecture ``name`` needs from its family."""
+    _builder(name)
+    return _REQUIREMENTS.get(name, ())
 
 
 class UnknownArchitectureError(KeyError):
@@ -74,13 +101,21 @@ def build(
 
     Raises ``UnknownArchitectureError`` / ``families.UnknownFamilyError`` for unknown
     names, ``FamilyNotSupportedError`` (before building anything) when the architecture
-    needs layers the family cannot build (channel changes from a residual family), and
-    ``ArchitectureShapeError`` when the architecture cannot take that input
-    (use ``torch.device("meta")`` as a context manager to check this without memory).
+    needs layers the family cannot build (channel changes from a residual family),
+    ``UnsupportedFamilyError`` when the family's convolution lacks a feature the
+    architecture needs (``requirements(name)``) and ``ArchitectureShapeError`` when the
+    architecture cannot take that input (use ``torch.device("meta")`` as a context
+    manager to check this without memory).
     """
     builder = _builder(name)
     if isinstance(family, str):
         family = families.get(family)
+    missing = missing_features(family, requirements(name))
+    if missing:
+        raise UnsupportedFamilyError(
+            f"{name} needs a convolution with {', '.join(missing)}; "
+            f"family {family.name!r} does not have it"
+        )
     for label, value in (
         ("num_classes", num_classes),
         ("in_channels", in_channels),

@@ -79,22 +79,48 @@ def channel_changing_linear(
     return [family.linear(in_features, in_features), FirstChannels(out_features)]
 
 
+class UnsupportedFamilyError(ValueError):
+    """The architecture needs a convolution feature (stride, dilation, a padding) that the
+    family's convolution does not have."""
+
+
+def missing_features(family: LayerFamily, features: tuple[str, ...]) -> list[str]:
+    """Which of ``features`` (``"stride"``, ``"dilation"``, a padding mode) ``family``'s
+    convolution lacks."""
+    missing = []
+    for feature in features:
+        if feature in ("stride", "dilation"):
+            supported = getattr(family.conv_factory, f"supports_{feature}", False)
+        else:
+            supported = feature in family.padding_modes
+        if not supported:
+            missing.append(feature)
+    return missing
+
+
 def require(condition: bool, message: str) -> None:
     if not condition:
         raise ArchitectureShapeError(message)
 
 
-def conv(family: LayerFamily, in_channels: int, out_channels: int, kernel_size: int) -> nn.Module:
-    """A stride-1 'same' convolution of ``family`` with the family's default padding."""
-    return family.conv(
-        in_channels, out_channels, kernel_size, padding_mode=family.default_padding_mode
-    )
+def conv(
+    family: LayerFamily, in_channels: int, out_channels: int, kernel_size: int, **options
+) -> nn.Module:
+    """A 'same' convolution of ``family``, by default stride 1 with the family's default
+    padding; ``options`` (``stride``, ``dilation``, ``padding_mode``) go to the layer."""
+    options.setdefault("padding_mode", family.default_padding_mode)
+    return family.conv(in_channels, out_channels, kernel_size, **options)
 
 
 def conv_block(
-    family: LayerFamily, in_channels: int, out_channels: int, kernel_size: int, activation: bool
+    family: LayerFamily,
+    in_channels: int,
+    out_channels: int,
+    kernel_size: int,
+    activation: bool,
+    **options,
 ) -> list[nn.Module]:
-    layers = [conv(family, in_channels, out_channels, kernel_size)]
+    layers = [conv(family, in_channels, out_channels, kernel_size, **options)]
     if activation:
         layers.append(family.activation())
     return layers

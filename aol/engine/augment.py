@@ -1,4 +1,5 @@
-"""The AOL paper's training augmentation as batched tensor ops (paper appendix A.5).
+"""Training augmentations as batched tensor ops: the AOL paper's (appendix A.5,
+``Augmentation``) and 1LLC's random crop and flip (``CropFlip``).
 
 Order as in the released code: colour (hue, saturation, brightness, contrast),
 clip to [0, 1], then spatial (rotation +-5 deg, translation +-10 %, horizontal
@@ -128,3 +129,36 @@ def random_affine(
     return F.grid_sample(
         images, grid, mode="bilinear", padding_mode="reflection", align_corners=False
     )
+
+
+#: 1LLC's RandomCrop(32, padding=4) (berndprach/1LipschitzLayersCompared@01e3f2a
+#: datasets/datasets_.py)
+CROP_PADDING = 4
+
+
+@dataclass(frozen=True)
+class CropFlip:
+    """Random crop of the original size from the image padded by ``padding`` pixels, then a
+    horizontal flip with p = 0.5 (when it keeps the class). 1LLC pads *centred* images with
+    zeros, so here, on uncentred images, the padding is the mean colour ``fill``."""
+
+    fill: tuple[float, ...]
+    padding: int = CROP_PADDING
+    horizontal_flip: bool = True
+
+    def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        n, channels, height, width = images.shape
+        pad = self.padding
+        fill = torch.tensor(self.fill, dtype=images.dtype, device=images.device)
+        padded = F.pad(images - fill[:, None, None], (pad, pad, pad, pad)) + fill[:, None, None]
+        offsets = torch.randint(
+            0, 2 * pad + 1, (2, n), generator=generator, device=images.device
+        )  # torchvision draws top and left uniformly in [0, 2 padding]
+        rows = offsets[0][:, None] + torch.arange(height, device=images.device)  # [n, h]
+        cols = offsets[1][:, None] + torch.arange(width, device=images.device)  # [n, w]
+        if self.horizontal_flip:
+            coin = torch.rand(n, generator=generator, device=images.device) < 0.5
+            cols = torch.where(coin[:, None], cols.flip(1), cols)
+        batch = torch.arange(n, device=images.device)[:, None, None]
+        cropped = padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]]
+        return cropped.permute(0, 3, 1, 2).contiguous()

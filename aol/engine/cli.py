@@ -7,15 +7,10 @@ import argparse
 import sys
 
 from aol.engine.bench import digits, gpu, layers
-from aol.engine.commands import UsageError, certify, measure, train
-
-COMMANDS = {"train": train, "certify": certify, "measure": measure}
-BENCHMARKS = {"layers": layers, "digits": digits, "gpu": gpu}
-from aol.engine.bench import digits, layers
 from aol.engine.commands import UsageError, calibrate, certify, measure, train
 
 COMMANDS = {"train": train, "calibrate": calibrate, "certify": certify, "measure": measure}
-BENCHMARKS = {"layers": layers, "digits": digits}
+BENCHMARKS = {"layers": layers, "digits": digits, "gpu": gpu}
 
 
 def _summary(module) -> str:

@@ -35,13 +35,26 @@ class DatasetInfo:
     num_classes: int
     colour: bool  # colour augmentation applies (RGB)
     horizontal_flip: bool  # the flip keeps the class (not for digits)
+    #: per-channel mean of the training images in [0, 1], for recipes that centre inputs
+    channel_mean: tuple[float, ...] = ()
 
 
+# CIFAR means as in berndprach/1LipschitzLayersCompared@01e3f2a datasets/datasets_.py;
+# digits: the mean of the training split (python -c "from aol.engine import data;
+# print(data.load('digits').train_images.mean().item())")
 DATASETS = {
-    "digits": DatasetInfo("digits", 1, 8, 10, colour=False, horizontal_flip=False),
-    "cifar10": DatasetInfo("cifar10", 3, 32, 10, colour=True, horizontal_flip=True),
-    "cifar100": DatasetInfo("cifar100", 3, 32, 100, colour=True, horizontal_flip=True),
-}
+    "digits": DatasetInfo(
+        "digits", 1, 8, 10, colour=False, horizontal_flip=False, channel_mean=(0.3052247,)
+    ),
+    "cifar10": DatasetInfo(
+        "cifar10", 3, 32, 10, colour=True, horizontal_flip=True,
+        channel_mean=(0.49139968, 0.48215841, 0.44653091),
+    ),
+    "cifar100": DatasetInfo(
+        "cifar100", 3, 32, 100, colour=True, horizontal_flip=True,
+        channel_mean=(0.5071, 0.4865, 0.4409),
+    ),
+}  # fmt: skip
 
 
 class UnknownDatasetError(KeyError):

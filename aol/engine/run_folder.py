@@ -42,6 +42,7 @@ from aol.engine.runtime import (
     write_atomically,
     write_json_atomically,
 )
+from aol.nn.modules import Centre
 
 CHECKPOINT_FILE = "checkpoint.pt"
 METRICS_FILE = "metrics.jsonl"
@@ -223,15 +224,20 @@ def stored_identity_entry(stored: dict, key: str):
 
 
 def build_model(identity: dict) -> nn.Sequential:
-    """The untrained network of a run identity (the architecture for the dataset's shape)."""
+    """The untrained network of a run identity (the architecture for the dataset's shape),
+    after ``Centre(dataset mean)`` when the recipe centres inputs (then inputs, radii and
+    certificates all stay in [0, 1] pixel space)."""
     info = data.info(identity["dataset"])
-    return architectures.build(
+    model = architectures.build(
         identity["architecture"],
         families.get(identity["family"]),
         info.num_classes,
         info.channels,
         info.image_size,
     )
+    if identity["hyperparameters"].get("centre_inputs", False):
+        return nn.Sequential(Centre(info.channel_mean), *model)
+    return model
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from torch import nn
 import aol
 from aol.certificate import certified_robust_accuracy
 from aol.engine import budget, checkpoint, data, recipes
-from aol.engine.augment import Augmentation
+from aol.engine.augment import Augmentation, CropFlip
 from aol.engine.progress import Progress
 from aol.engine.run_folder import RunFolder, build_model, run_identity
 from aol.engine.runtime import environment, synchronise
@@ -231,7 +231,7 @@ class Training:
     loss_fn: OffsetCrossEntropy
     order_generator: torch.Generator
     augment_generator: torch.Generator
-    augmentation: Augmentation | None
+    augmentation: Augmentation | CropFlip | None
     progress: Progress
     start_epoch: int = 0
     #: seconds of the finished epochs: all of them, and their training steps alone
@@ -266,6 +266,14 @@ def train(config: TrainConfig, progress_stream=None) -> dict:
             return finish(training, result)
 
 
+def make_augmentation(recipe: recipes.Recipe, info: data.DatasetInfo):
+    """The recipe's training augmentation for the dataset (colour only on RGB, the flip only
+    where it keeps the class)."""
+    if recipe.augmentation == "crop-flip":
+        return CropFlip(fill=info.channel_mean, horizontal_flip=info.horizontal_flip)
+    return Augmentation(colour=info.colour, spatial=True, horizontal_flip=info.horizontal_flip)
+
+
 def prepare(config: TrainConfig, folder, identity, saved, progress_stream) -> Training:
     """The data on the device, the seeded model, optimiser, loss and generators; the saved
     state when resuming, else a checkpoint of epoch 0 (so that a folder with metrics always
@@ -278,9 +286,7 @@ def prepare(config: TrainConfig, folder, identity, saved, progress_stream) -> Tr
     model = build_model(identity).to(config.device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    augmentation = Augmentation(
-        colour=info.colour, spatial=True, horizontal_flip=info.horizontal_flip
-    )
+    augmentation = make_augmentation(recipe, info)
     training = Training(
         config=config,
         folder=folder,

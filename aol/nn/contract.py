@@ -79,6 +79,35 @@ def same_size_conv2d(
     return F.conv2d(padded, weight, bias)
 
 
+def same_padding(kernel_size, dilation) -> tuple[int, int, int, int]:
+    """``F.pad`` amounts ``(left, right, top, bottom)`` of a 'same' convolution: the dilated
+    extent minus one, split evenly, the odd one on the right/bottom (torch's convention)."""
+    (k1, k2), (d1, d2) = pair(kernel_size), pair(dilation)
+    total_rows, total_columns = d1 * (k1 - 1), d2 * (k2 - 1)
+    return (
+        total_columns // 2, total_columns - total_columns // 2,
+        total_rows // 2, total_rows - total_rows // 2,
+    )  # fmt: skip
+
+
+def same_conv2d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    padding_mode: str,
+    stride=1,
+    dilation=1,
+) -> torch.Tensor:
+    """The 'same' convolution (``same_size_conv2d``) with ``dilation``, kept at every
+    ``stride``-th pixel: a strided convolution is a subsampled stride-1 one, so its output
+    has ``ceil(n / stride)`` pixels and any bound of the stride-1 map holds for it."""
+    if pair(stride) == (1, 1) and pair(dilation) == (1, 1):
+        return same_size_conv2d(x, weight, bias, padding_mode)
+    mode = "constant" if padding_mode == "zeros" else padding_mode
+    padded = F.pad(x, same_padding(weight.shape[2:], dilation), mode=mode)
+    return F.conv2d(padded, weight, bias, stride=pair(stride), dilation=pair(dilation))
+
+
 def plain_linear(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
     """A plain ``nn.Linear`` holding copies of ``weight`` and ``bias`` (for ``export()``)."""
     out_features, in_features = weight.shape
@@ -92,14 +121,29 @@ def plain_linear(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
     return plain
 
 
-def plain_conv2d(weight: torch.Tensor, bias: torch.Tensor | None, padding_mode: str) -> nn.Conv2d:
-    """A plain stride-1 'same' ``nn.Conv2d`` holding copies of ``weight`` and ``bias``."""
+def plain_conv2d(
+    weight: torch.Tensor, bias: torch.Tensor | None, padding_mode: str, stride=1, dilation=1
+) -> nn.Module:
+    """A plain 'same' ``nn.Conv2d`` holding copies of ``weight`` and ``bias`` (``same_conv2d``).
+
+    A strided convolution whose padding is uneven (even kernels) becomes
+    ``nn.Sequential(pad, nn.Conv2d(padding=0))``.
+    """
     out_channels, in_channels, k1, k2 = weight.shape
+    left, right, top, bottom = same_padding((k1, k2), dilation)
+    if pair(stride) == (1, 1):
+        padding = "same"
+    elif (left, top) == (right, bottom):
+        padding = (top, left)
+    else:
+        padding = 0
     plain = nn.Conv2d(
         in_channels,
         out_channels,
         (k1, k2),
-        padding="same",
+        stride=pair(stride),
+        padding=padding,
+        dilation=pair(dilation),
         padding_mode=padding_mode,
         bias=bias is not None,
         device=weight.device,
@@ -109,7 +153,10 @@ def plain_conv2d(weight: torch.Tensor, bias: torch.Tensor | None, padding_mode: 
         plain.weight.copy_(weight)
         if bias is not None:
             plain.bias.copy_(bias)
-    return plain
+    if padding != 0 or (left, right, top, bottom) == (0, 0, 0, 0):
+        return plain
+    pad = nn.ZeroPad2d if padding_mode == "zeros" else nn.CircularPad2d
+    return nn.Sequential(pad((left, right, top, bottom)), plain)
 
 
 class LipschitzLayer(nn.Module):
@@ -170,17 +217,21 @@ class LipschitzLayer(nn.Module):
 
 
 class LipschitzConv2d(LipschitzLayer):
-    """Base of the constrained convolutions: stride 1, output of the input's size.
+    """Base of the constrained convolutions: 'same' padding, by default stride 1.
 
     Arguments in ``torch.nn.Conv2d``'s order; ``padding`` must be 'same', ``stride``,
     ``dilation`` and ``groups`` 1 (one ``ValueError`` wording for each, saying what to do
-    instead); ``padding_mode`` defaults to the first of the class's ``padding_modes``
-    (the paddings its bound is proved for); ``odd_kernel = False`` admits even kernels.
-    Family options are keyword-only (``**options``, see the subclass).
+    instead) unless the class sets ``supports_stride`` / ``supports_dilation`` (then the
+    layer is ``same_conv2d``: the 'same' convolution kept at every ``stride``-th pixel);
+    ``padding_mode`` defaults to the first of the class's ``padding_modes`` (the paddings
+    its bound is proved for); ``odd_kernel = False`` admits even kernels at stride 1
+    (strided layers take any kernel). Family options are keyword-only (``**options``).
     """
 
     padding_modes: tuple[str, ...] = PADDING_MODES
     odd_kernel: bool = True
+    supports_stride: bool = False
+    supports_dilation: bool = False
 
     def __init__(
         self,
@@ -202,6 +253,8 @@ class LipschitzConv2d(LipschitzLayer):
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.kernel_size = pair(kernel_size)
+        self.stride = pair(stride)
+        self.dilation = pair(dilation)
         self.padding_mode = self.padding_modes[0] if padding_mode is None else padding_mode
         self._check_arguments(kernel_size, stride, padding, dilation, groups)
         self._create(out_channels, bias, device, dtype, options)
@@ -216,9 +269,11 @@ class LipschitzConv2d(LipschitzLayer):
                 f"{layer} needs positive sizes, got in_channels={self.in_channels}, "
                 f"out_channels={self.out_channels}, kernel_size={kernel_size}"
             )
-        if pair(stride) != (1, 1):
+        if min(self.stride) < 1 or min(self.dilation) < 1:
+            raise ValueError(f"{layer} needs stride and dilation >= 1, got {stride}, {dilation}")
+        if self.stride != (1, 1) and not self.supports_stride:
             raise ValueError(f"{layer} supports stride 1 only (got {stride}); {_DOWNSAMPLE_HINT}")
-        if pair(dilation) != (1, 1):
+        if self.dilation != (1, 1) and not self.supports_dilation:
             raise ValueError(
                 f"{layer} supports dilation 1 only (got {dilation}); use a larger kernel, "
                 f"or {_DOWNSAMPLE_HINT}"
@@ -232,7 +287,8 @@ class LipschitzConv2d(LipschitzLayer):
                 f"{layer} supports padding='same' only (got {padding!r}); crop the output "
                 f"afterwards (a crop is 1-Lipschitz) or {_DOWNSAMPLE_HINT}"
             )
-        if self.odd_kernel and (kernel[0] % 2 == 0 or kernel[1] % 2 == 0):
+        even = kernel[0] % 2 == 0 or kernel[1] % 2 == 0
+        if self.odd_kernel and even and self.stride == (1, 1):
             raise ValueError(
                 f"{layer} with padding='same' needs odd kernel sizes (got {kernel_size}); "
                 f"use an odd kernel, or for a 2x2 stride-2 conv {_DOWNSAMPLE_HINT}"
@@ -255,8 +311,13 @@ class LipschitzConv2d(LipschitzLayer):
 
     def extra_repr(self) -> str:
         return (
-            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-            f"padding_mode={self.padding_mode!r}, bias={self.bias is not None}"
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}"
+            + "".join(
+                f", {name}={getattr(self, name)}"
+                for name in ("stride", "dilation")
+                if getattr(self, name) != (1, 1)
+            )
+            + f", padding_mode={self.padding_mode!r}, bias={self.bias is not None}"
             + self._options_repr()
         )
 

@@ -24,7 +24,8 @@ from aol.nn.contract import (
     LipschitzLinear,
     plain_conv2d,
     plain_linear,
-    same_size_conv2d,
+    same_conv2d,
+    same_size_conv2d,  # noqa: F401  (re-exported: the stride-1 convolution of every family)
 )
 from aol.nn.init import check_init_scheme, initialise_kernel, initialise_matrix
 from aol.nn.rescaling import conv_rescaling_factors, linear_rescaling_factors
@@ -95,27 +96,43 @@ class AOLLinear(_AOLBase, LipschitzLinear):
 
 
 class AOLConv2d(_AOLBase, LipschitzConv2d):
-    """Convolution with per-input-channel AOL rescaling (Lemma 2); stride 1, 'same' size.
+    """Convolution with per-input-channel AOL rescaling (Lemma 2); 'same' padding.
 
     The bound holds for zero padding (the paper's proof: a maximally padded
     convolution followed by a crop) and for circular padding (the entries of
     ``J^T J`` are sums of the same terms, so the row sums only shrink).
+
+    ``dilation``: a dilated kernel is the kernel with zeros between its taps, whose
+    self-correlation is ``V`` at the dilated offsets and zero elsewhere, so the same
+    factors ``d`` hold (Lemma 2 with dilated offsets; the paper's AOL-DIL, Table 6).
+    ``stride``: a strided convolution is the stride-1 one kept at every ``stride``-th
+    pixel (a crop), so the stride-1 factors still bound it, loosely: the paper's 2x2
+    stride-2 convolutions (Tables 7 and 9). Even kernels need ``stride > 1``.
     Keyword option ``init`` (default ``"paper"``).
     """
+
+    supports_stride = True
+    supports_dilation = True
 
     def weight_transform(self) -> torch.Tensor:
         """``P diag(d)`` with the per-input-channel factors of Lemma 2."""
         return self.weight * conv_rescaling_factors(self.weight)[None, :, None, None]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return same_size_conv2d(x, self.rescaled_weight(), self.bias, self.padding_mode)
+        return same_conv2d(
+            x, self.rescaled_weight(), self.bias, self.padding_mode, self.stride, self.dilation
+        )
 
-    def export(self) -> torch.nn.Conv2d:
-        return plain_conv2d(self.weight_transform(), self.bias, self.padding_mode)
+    def export(self) -> torch.nn.Module:
+        return plain_conv2d(
+            self.weight_transform(), self.bias, self.padding_mode, self.stride, self.dilation
+        )
 
     def multiply_adds(self, input_shape, batch_size: int) -> int:
-        """``C`` plus the Gram matrix of all kernel taps, ``c_out c_in^2 (k1 k2)^2``
-        (``aol.nn.rescaling``)."""
+        """``C`` (at the output size) plus the Gram matrix of all kernel taps,
+        ``c_out c_in^2 (k1 k2)^2`` (``aol.nn.rescaling``)."""
         k1, k2 = self.kernel_size
         gram = self.out_channels * self.in_channels**2 * (k1 * k2) ** 2
-        return self.convolution_multiply_adds(input_shape, batch_size) + gram
+        height, width = input_shape[-2:]
+        output_shape = (-(-height // self.stride[0]), -(-width // self.stride[1]))
+        return self.convolution_multiply_adds(output_shape, batch_size) + gram

@@ -81,3 +81,25 @@ class FirstChannels(nn.Module):
 
     def extra_repr(self) -> str:
         return f"n={self.n}"
+
+
+class Centre(nn.Module):
+    """Subtract a fixed per-channel mean: ``x - mean``. A translation, so the Lipschitz
+    constant is 1 and a certificate of radius eps in the input space stays one; inputs stay
+    in [0, 1] pixel space and the centring is part of the network ("1-Lipschitz Layers
+    Compared", berndprach/1LipschitzLayersCompared@01e3f2a ``datasets/datasets_.py``:
+    ``Normalize(mean, std=1)``)."""
+
+    def __init__(self, mean) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        return x - self.mean.to(x.dtype).reshape(shape)
+
+    def lipschitz_bound(self) -> float:
+        return 1.0
+
+    def extra_repr(self) -> str:
+        return f"mean={[round(v, 4) for v in self.mean.tolist()]}"

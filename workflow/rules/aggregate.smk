@@ -6,6 +6,7 @@ localrules:
     collect,
     table,
     figure,
+    orthogonality_figure,
 
 
 rule collect:
@@ -75,3 +76,26 @@ rule figure:
         SOFTWARE_ENVIRONMENT
     script:
         "../scripts/figures.py"
+
+
+# The AOL paper's Figures 1-2 for one trained AOL run (common.smk: orthogonality_run):
+# |J^T J| of a trained convolution and the singular values of every layer.
+rule orthogonality_figure:
+    input:
+        result=orthogonality_result,
+    output:
+        png=report(
+            ORTHOGONALITY_FIGURE.format(ext="png"),
+            caption="../report/orthogonality.rst",
+            category="Figures",
+            labels={"figure": "orthogonality"},
+        ),
+        pdf=ORTHOGONALITY_FIGURE.format(ext="pdf"),
+    log:
+        "logs/aggregate/figure_orthogonality.log",
+    conda:
+        SOFTWARE_ENVIRONMENT
+    params:
+        input_shape=orthogonality_input_shape,
+    script:
+        "../scripts/orthogonality.py"

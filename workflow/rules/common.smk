@@ -11,6 +11,7 @@ from snakemake_interface_executor_plugins.settings import DeploymentMethod
 
 import aol.architectures
 import aol.families
+import aol.engine.data
 import aol.engine.measure
 import aol.engine.recipes
 import aol.engine.runtime
@@ -414,8 +415,30 @@ def table_names():
     return names
 
 
+ORTHOGONALITY_FIGURE = "results/figures/orthogonality.{ext}"
+
+
+def orthogonality_run():
+    """The run whose trained layers the orthogonality figure shows (the AOL paper's Figures
+    1-2, which show AOL-STD): the first AOL run of aol-std if any, else the first AOL run;
+    None when no run uses the aol family."""
+    runs = sorted((run for run in RUNS if run[2] == "aol"), key=lambda run: run[1] != "aol-std")
+    return run_fields(runs[0]) if runs else None
+
+
+def orthogonality_result(wildcards):
+    return f"{RUN_DIR}/result.json".format(**orthogonality_run())
+
+
+def orthogonality_input_shape(wildcards):
+    info = aol.engine.data.info(orthogonality_run()["dataset"])
+    return [info.channels, info.image_size, info.image_size]
+
+
 def final_targets():
     targets = expand("results/tables/{table}.{ext}", table=table_names(), ext=TABLE_FORMATS)
     if config["figures"]:
         targets += expand("results/figures/{figure}.{ext}", figure=FIGURES, ext=["png", "pdf"])
+        if orthogonality_run() is not None:
+            targets += expand(ORTHOGONALITY_FIGURE, ext=["png", "pdf"])
     return targets

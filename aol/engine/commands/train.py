@@ -11,9 +11,8 @@ import torch
 from aol.engine import budget, recipes
 from aol.engine.commands import UsageError, common
 from aol.engine.run_folder import RunFolderError, check_run_folder_path
-from aol.engine.train import PRECISIONS, TrainConfig, train
 from aol.engine.runtime import device_name
-from aol.engine.train import TrainConfig, train
+from aol.engine.train import PRECISIONS, TrainConfig, train
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
