@@ -46,10 +46,12 @@ _BUILDERS: dict[str, Builder] = {
     "aol-fc": ablations.aol_fc,
     "aol-std": ablations.aol_std,
     "aol-alt": ablations.aol_alt,
-    "aol-dil": partial(ablations.aol_std, dilated=True),
-    "aol-std-strided": partial(ablations.aol_std, downsampling="strided"),
-    "aol-alt-strided": partial(ablations.aol_alt, downsampling="strided"),
-    "aol-dil-strided": partial(ablations.aol_std, downsampling="strided", dilated=True),
+    "aol-dil": partial(ablations.aol_std, dilated=True, name="aol-dil"),
+    "aol-std-strided": partial(ablations.aol_std, downsampling="strided", name="aol-std-strided"),
+    "aol-alt-strided": partial(ablations.aol_alt, downsampling="strided", name="aol-alt-strided"),
+    "aol-dil-strided": partial(
+        ablations.aol_std, downsampling="strided", dilated=True, name="aol-dil-strided"
+    ),
     **{name: partial(convnet.convnet, width=w) for name, w in convnet.WIDTHS.items()},
     "aol-digits": digits.aol_digits,
 }

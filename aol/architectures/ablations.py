@@ -77,7 +77,7 @@ def dilated_conv_options(size: int) -> dict:
 
 def aol_std(
     family: LayerFamily, num_classes, in_channels, image_size,
-    downsampling: str = "pooling", dilated: bool = False,
+    downsampling: str = "pooling", dilated: bool = False, name: str = "aol-std",
 ):  # fmt: skip
     """AOL-STD: a standard CNN of AOL layers, halving resolution until 1x1 (paper Table 7).
 
@@ -90,7 +90,8 @@ def aol_std(
     1x1x1024; other power-of-two sizes get log2(size) blocks. ``dilated`` (AOL-DIL, paper
     A.4.5) makes every 3x3 conv dilated with circular padding (``dilated_conv_options``).
     """
-    require_channel_changes(family, "aol-std", f"the 1x1 stem conv to {STD_FIRST_WIDTH}")
+    first = "stem conv" if downsampling == "pooling" else "3x3 conv"
+    require_channel_changes(family, name, f"the {first} to {STD_FIRST_WIDTH} channels")
     blocks = power_of_two_exponent(image_size)
     require(
         blocks is not None and blocks >= 1,
@@ -122,8 +123,9 @@ ALT_KEPT_CHANNELS = 256
 
 
 def aol_alt(
-    family: LayerFamily, num_classes, in_channels, image_size, downsampling: str = "pooling"
-):
+    family: LayerFamily, num_classes, in_channels, image_size,
+    downsampling: str = "pooling", name: str = "aol-alt",
+):  # fmt: skip
     """AOL-ALT: quadruple the channels at each downsampling up to 1024 (paper Table 9).
 
     Follows the paper's table; each "conv 2x2 stride 2" is, with ``pooling``, built like
@@ -134,7 +136,7 @@ def aol_alt(
     2x2, downsampling to 1024 + activation, 4 [conv 1x1 1024, activation], conv 1x1 (no
     activation), FirstChannels(num_classes), Flatten. Defined for 32x32 inputs only.
     """
-    require_channel_changes(family, "aol-alt", "the 1x1 conv after each ConcatenationPooling")
+    require_channel_changes(family, name, "the convs that quadruple the channels")
     require(
         image_size == ALT_IMAGE_SIZE,
         f"aol-alt is defined for {ALT_IMAGE_SIZE}x{ALT_IMAGE_SIZE} inputs, got {image_size}",
