@@ -41,11 +41,11 @@ it is 1 + 1.2e-8 in float64 and 1 + 1.4e-6 in float32 (512 channels: 7e-7 and 4.
 The FFT of the kernel needs no term: whatever ``V(f)`` it returns, ``Y`` is built from
 that same ``V(f)`` (its size enters only through ``B``, enlarged by 1%).
 
-Padding. ``"zeros"`` pads the input by ``k // 2`` on each side, applies the layer on that
-canvas (circularly) and crops, as the reference does: an isometric embedding, the
-operator, a coordinate projection, so its norm is at most the canvas operator's.
-``"circular"`` applies it on the input's own torus: the layer is then exactly orthogonal
-for square layers (up to ``eps``).
+Padding. ``"circular"`` (the default) applies the layer on the input's own torus: square
+layers are then orthogonal (up to ``eps``). ``"zeros"`` pads the input by ``k // 2`` on
+each side, applies the layer on that canvas (circularly) and crops, as the reference does:
+an isometric embedding, the operator, a coordinate projection, so its norm is at most the
+canvas operator's (the default differs from the reference: see docs/families.md).
 
 Differences from the reference code, on purpose:
 
@@ -206,7 +206,7 @@ class _BROBase:
 class BROConv2d(_BROBase, LipschitzConv2d):
     """Block reflector convolution (stride 1, 'same' size), in the Fourier domain."""
 
-    padding_modes = ("zeros", "circular")
+    padding_modes = ("circular", "zeros")
 
     def _weight_shape(self) -> tuple[int, ...]:
         channels = max(self.in_channels, self.out_channels)
