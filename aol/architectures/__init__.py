@@ -31,6 +31,10 @@ _BUILDERS: dict[str, Builder] = {
     "aol-std": ablations.aol_std,
     "aol-alt": ablations.aol_alt,
     **{name: partial(convnet.convnet, width=w) for name, w in convnet.WIDTHS.items()},
+    **{
+        f"{name}-padded": partial(convnet.padded_convnet, width=w)
+        for name, w in convnet.WIDTHS.items()
+    },
     "aol-digits": digits.aol_digits,
 }
 
