@@ -1,39 +1,44 @@
-"""``spectral``: spectral normalisation of the convolution *operator*.
+"""``spectral``: spectral normalisation by a guaranteed, differentiable norm bound.
 
-Miyato et al.'s spectral normalisation of the reshaped kernel does not bound a
-convolution (its norm can be ~2x the reshaped norm). Here the power
-iteration runs on the convolution itself, with the layer's padding, as in
-Gouk et al. (arXiv 1804.04368) and Farnia et al. (ICLR 2019): a persistent unit
-vector ``v`` of one input's shape is updated by ``v <- A^T A v / ||A^T A v||``
-(``conv2d`` then ``conv_transpose2d``) in every training forward, and the layer
-computes ``conv(x, W / sigma) + b`` with ``sigma = ||A v||``, differentiable in
-``W`` (its gradient is ``u v^T``, ``u = A v / ||A v||``, Miyato's gradient).
+The layer computes ``conv(x, W / B(W)) + b`` (dense: ``W x / B(W) + b``) where ``B`` is
+the Gram-iteration bound ``aol.nn.bounds.gram_row_sum_bound`` with ``gram_iterations``
+steps: ``t`` squarings of the convolution's Gram operator on the kernel itself
+(Delattre, Barthelemy, Araujo & Allauzen, "Efficient Bound of Lipschitz Constant for
+Convolutional Layers by Gram Iteration", ICML 2023, Sec. 4; its spatial-domain form for
+zero padding in Delattre, Barthelemy & Allauzen, "Spectral Norm of Convolutional Layers
+with Circular and Zero Paddings", arXiv 2402.00240), closed by the Schur test (largest
+absolute row sum). ``B(W)`` is an upper bound on ``sup_w ||K^(w)||_2``, the norm of the
+convolution on the infinite grid, so it bounds
 
-* ``v`` is a buffer (saved in the ``state_dict``); its spatial size follows the
-  training input: a new size draws a new ``v`` and runs up to
-  ``warmup_iterations`` iterations (stopping when ``sigma`` settles).
-* In eval mode ``v`` is frozen and ``sigma`` is computed from it, so the layer
-  is the same linear map for every input size and ``export()`` bakes
-  ``W / sigma`` into a plain ``nn.Conv2d``.
-* ``sigma`` approaches the norm from below, so ``W / sigma`` may have norm
-  slightly above 1. ``lipschitz_bound()`` is therefore not 1 but
-  ``B(W) / sigma`` with ``B`` the guaranteed bound
-  ``aol.nn.bounds.frequency_norm_bound`` (exact per-frequency norms on a
-  fine grid, Sedghi et al. ICLR 2019, plus a Bernstein-inequality margin for
-  the frequencies between grid points). It holds for zero and circular
-  padding at every input size.
+* zero padding at every input size: the zero-padded convolution is (crop) . (infinite
+  convolution) . (embed), a compression of the infinite one;
+* circular padding at every input size: its Gram kernel is the infinite one's summed
+  over aliases, so absolute row sums only shrink (the Schur test still applies).
+
+Other paddings (reflect, replicate) are not compressions of the infinite convolution
+and are refused.
+
+Because the forward divides by ``B(W)`` computed exactly as ``lipschitz_bound()``
+recomputes it, the stated bound is ``B64(W) / B(W)``: 1 up to rounding (``B64`` is the
+same bound in float64, with an allowance for float64 rounding; ``B(W)`` the normaliser
+in the layer's dtype, with an allowance for the division). Unlike a power-iteration
+estimate, which approaches the norm from below and must be certified by a separate
+upper bound, nothing compounds over layers.
+
+The bound is tight for orthogonal kernels (the Gram kernel is the identity, ``B = 1``),
+which is where the layers start (AOL's Dirac / orthogonal initialisation); it is looser
+(2.8x for one iteration, 1.6x for two, on random 64-channel kernels) far from orthogonality, which
+the normalisation then penalises, as AOL's rescaling does.
 """
 
 from __future__ import annotations
-
-import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from aol.families import LayerFamily
-from aol.nn.bounds import frequency_norm_bound
+from aol.nn.bounds import FLOAT64_SLACK, gram_row_sum_bound
 from aol.nn.contract import (
     LipschitzConv2d,
     LipschitzLinear,
@@ -44,173 +49,117 @@ from aol.nn.contract import (
 )
 from aol.nn.init import initialise_kernel, initialise_matrix
 
-#: Iterations after a new vector is drawn (SOC's code, singlasahil14/SOC@561c7ac, uses 50
-#: at initialisation).
-WARMUP_ITERATIONS = 100
+#: Default Gram iterations of the normaliser of a k x k kernel (k > 1): each one squares the
+#: kernel's extent, so the second costs ~10x the first for 3x3 (docs/families.md).
+GRAM_ITERATIONS = 1
 
-#: Size of the vector drawn at construction, before any training input is seen.
-INITIAL_VECTOR_SIZE = 8
-
-
-def _normalised(tensor: torch.Tensor) -> torch.Tensor:
-    return tensor / tensor.norm().clamp_min(torch.finfo(tensor.dtype).tiny)
+#: Default Gram iterations for a matrix (dense layers, 1x1 convolutions): a c x c matmul
+#: each, cheap; six bring the bound within ~1.5% of the norm of a random 256 x 256 matrix.
+MATRIX_GRAM_ITERATIONS = 6
 
 
-class _PowerIterationNormalised:
-    """Persistent power iteration on ``A^T A``; subclasses define ``A`` and ``A^T``."""
+def gram_iteration_multiply_adds(kernel_shape: tuple[int, ...], iterations: int) -> int:
+    """Multiply-adds of ``gram_row_sum_bound`` on a kernel ``[c_out, c_in, k1, k2]``:
+    step ``s`` correlates an iterate of ``c_in x c_in`` (``c_out x c_in`` for ``s = 0``)
+    taps of size ``a1 x a2`` with itself into ``(2 a1 - 1) x (2 a2 - 1)`` offsets."""
+    c_out, c_in, size1, size2 = kernel_shape
+    total, middle = 0, c_out
+    for _ in range(iterations):
+        out1, out2 = 2 * size1 - 1, 2 * size2 - 1
+        total += c_in * c_in * out1 * out2 * middle * size1 * size2
+        size1, size2, middle = out1, out2, c_in
+    return total
 
-    options = ("power_iterations",)
+
+class _GramNormalised:
+    """``W / B(W)`` with ``B`` the Gram-iteration bound; subclasses define the product."""
+
+    options = ("gram_iterations", "matrix_gram_iterations")
 
     def _set_options(
-        self, *, power_iterations: int = 1, warmup_iterations: int = WARMUP_ITERATIONS
+        self,
+        *,
+        gram_iterations: int = GRAM_ITERATIONS,
+        matrix_gram_iterations: int = MATRIX_GRAM_ITERATIONS,
     ) -> None:
-        if power_iterations < 1 or warmup_iterations < 1:
-            raise ValueError("power_iterations and warmup_iterations must be >= 1")
-        self.power_iterations = power_iterations
-        self.warmup_iterations = warmup_iterations
+        for name, value in (
+            ("gram_iterations", gram_iterations),
+            ("matrix_gram_iterations", matrix_gram_iterations),
+        ):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value}")
+        self.gram_iterations = gram_iterations
+        self.matrix_gram_iterations = matrix_gram_iterations
 
-    def _apply_operator(self, v: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+    @property
+    def iterations(self) -> int:
+        """The Gram iterations this layer's weight gets (a matrix or a 1x1 kernel: more)."""
+        is_matrix = self.weight.dim() == 2 or tuple(self.weight.shape[2:]) == (1, 1)
+        return self.matrix_gram_iterations if is_matrix else self.gram_iterations
 
-    def _apply_adjoint(self, u: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-    def _iterate(self, iterations: int, tolerance: float = 0.0) -> None:
-        if self.weight.device.type == "meta":  # shapes only (e.g. counting parameters)
-            return
-        with torch.no_grad():
-            v = self.right_vector
-            weight = self.weight.detach()
-            previous = 0.0
-            for _ in range(iterations):
-                image = self._apply_operator(v, weight)
-                v = _normalised(self._apply_adjoint(image, weight))
-                estimate = image.norm().item() if tolerance > 0 else 0.0
-                if tolerance > 0 and abs(estimate - previous) <= tolerance * estimate:
-                    break
-                previous = estimate
-            self.right_vector.copy_(v)
-
-    def _redraw_vector(self, shape: tuple[int, ...]) -> None:
-        with torch.no_grad():
-            fresh = torch.randn(shape, dtype=self.weight.dtype, device=self.weight.device)
-            self.right_vector = _normalised(fresh)
-        tolerance = 100 * torch.finfo(self.weight.dtype).eps
-        self._iterate(self.warmup_iterations, tolerance=max(tolerance, 1e-13))
-
-    def sigma(self) -> torch.Tensor:
-        """``||A v||`` for the stored unit ``v``: at most the norm, differentiable in ``W``."""
-        # a copy: the graph must not see later in-place updates of the buffer
-        image = self._apply_operator(self.right_vector.clone(), self.weight)
-        return image.norm().clamp_min(torch.finfo(self.weight.dtype).tiny)
-
-    def _update(self, vector_shape: tuple[int, ...]) -> None:
-        if tuple(self.right_vector.shape) != vector_shape:
-            self._redraw_vector(vector_shape)
-        else:
-            self._iterate(self.power_iterations)
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        stored = state_dict.get(prefix + "right_vector")
-        if stored is not None and stored.shape != self.right_vector.shape:
-            self.right_vector = torch.empty_like(stored, device=self.right_vector.device)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+    def normaliser(self) -> torch.Tensor:
+        """``B(W)`` in the layer's dtype, differentiable in ``W``."""
+        return gram_row_sum_bound(self.weight, self.iterations)
 
     def normalised_weight(self) -> torch.Tensor:
-        return self.weight / self.sigma()
+        return self.weight / self.normaliser()
 
     def weight_transform(self) -> torch.Tensor:
-        """The training-time transform: power iteration step(s), then ``W / sigma``."""
-        self._iterate(self.power_iterations)
         return self.normalised_weight()
 
-    def multiply_adds(self, input_shape, batch_size: int) -> int:
-        """The layer (``C``) plus, per power-iteration step, ``A v``, ``A^T u`` and ``sigma``
-        on one input (1LLC Table 1 counts CPL's power method as ``s^2 c^2 k^2``)."""
-        per_sample = self._apply_operator_multiply_adds(input_shape)
-        return per_sample * (batch_size + 2 * self.power_iterations + 1)
-
     def lipschitz_bound(self) -> float:
-        """``B(W) / sigma`` in float64, ``B`` guaranteed (``frequency_norm_bound``)."""
+        """``B64(W) (1 + slack) / B(W)``, times an allowance for the division's rounding."""
         with torch.no_grad():
+            used = self.normaliser().item()
             weight = self.weight.detach().to(torch.float64)
-            vector = self.right_vector.to(torch.float64)
-            sigma = self._apply_operator(vector, weight).norm().item()
-            if sigma <= 0:
-                return math.inf
-            # the forward divides by sigma computed in the layer's dtype: allow for its rounding
-            rounding = 1.0 + 8 * torch.finfo(self.weight.dtype).eps
-            return frequency_norm_bound(weight) / sigma * rounding
+            guaranteed = gram_row_sum_bound(weight, self.iterations).item()
+        if used <= 0:
+            return 1.0 if guaranteed == 0 else float("inf")
+        rounding = 1.0 + 8 * torch.finfo(self.weight.dtype).eps
+        return guaranteed * (1.0 + FLOAT64_SLACK) / used * rounding
 
 
-class SpectralConv2d(_PowerIterationNormalised, LipschitzConv2d):
-    """``conv(x, W / sigma) + b``, ``sigma`` by power iteration on the padded convolution."""
-
-    def _add_state(self, device, dtype) -> None:
-        size = max(INITIAL_VECTOR_SIZE, *self.kernel_size)
-        vector = torch.empty(1, self.in_channels, size, size, device=device, dtype=dtype)
-        self.register_buffer("right_vector", vector)
+class SpectralConv2d(_GramNormalised, LipschitzConv2d):
+    """``conv(x, W / B(W)) + b``, ``B`` the Gram-iteration bound (any size, zero/circular)."""
 
     def reset_parameters(self) -> None:
-        # AOL's paper initialisation (Dirac / orthogonal centre tap): a normalised *random*
-        # kernel shrinks typical inputs ~2x per layer, so a deep stack starts with vanishing
-        # signal and gradients (aol-digits stayed at chance accuracy with torch's init)
+        # AOL's paper initialisation (Dirac / orthogonal centre tap): orthogonal, so B(W) = 1
+        # is exact at the start; a normalised *random* kernel shrinks typical inputs ~2x per
+        # layer, so a deep stack starts with vanishing signal and gradients
         initialise_kernel(self.weight, "paper")
         with torch.no_grad():
             if self.bias is not None:
                 self.bias.zero_()
-        self._redraw_vector(tuple(self.right_vector.shape))
 
-    def _apply_operator(self, v, weight):
-        return same_size_conv2d(v, weight, None, self.padding_mode)
-
-    def _apply_operator_multiply_adds(self, input_shape) -> int:
-        return self.convolution_multiply_adds(input_shape, 1)
-
-    def _apply_adjoint(self, u, weight):
-        """``A^T u``: the vector-Jacobian product of the (linear) padded convolution."""
-        with torch.enable_grad():
-            probe = u.new_zeros(1, self.in_channels, *u.shape[2:]).requires_grad_()
-            image = same_size_conv2d(probe, weight, None, self.padding_mode)
-            (adjoint,) = torch.autograd.grad(image, probe, u)
-        return adjoint
+    def multiply_adds(self, input_shape, batch_size: int) -> int:
+        """``C`` plus the Gram iteration on the kernel (``gram_iteration_multiply_adds``)."""
+        gram = gram_iteration_multiply_adds(tuple(self.weight.shape), self.iterations)
+        return self.convolution_multiply_adds(input_shape, batch_size) + gram
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_image_input(x, self.in_channels)
-        if self.training:
-            self._update((1, self.in_channels, x.shape[2], x.shape[3]))
         return same_size_conv2d(x, self.normalised_weight(), self.bias, self.padding_mode)
 
     def export(self) -> nn.Conv2d:
         return plain_conv2d(self.normalised_weight(), self.bias, self.padding_mode)
 
 
-class SpectralLinear(_PowerIterationNormalised, LipschitzLinear):
-    """``y = W x / sigma + b`` with ``sigma`` by persistent power iteration (Miyato et al. 2018)."""
-
-    def _add_state(self, device, dtype) -> None:
-        vector = torch.empty(self.in_features, device=device, dtype=dtype)
-        self.register_buffer("right_vector", vector)
+class SpectralLinear(_GramNormalised, LipschitzLinear):
+    """``y = W x / B(W) + b``, ``B`` the Gram-iteration bound of the matrix."""
 
     def reset_parameters(self) -> None:
         initialise_matrix(self.weight, "paper")  # identity / orthogonal, as for AOL
         with torch.no_grad():
             if self.bias is not None:
                 self.bias.zero_()
-        self._redraw_vector((self.in_features,))
 
-    def _apply_operator(self, v, weight):
-        return weight @ v
-
-    def _apply_operator_multiply_adds(self, input_shape) -> int:
-        return self.in_features * self.out_features
-
-    def _apply_adjoint(self, u, weight):
-        return weight.T @ u
+    def multiply_adds(self, input_shape, batch_size: int) -> int:
+        """``b n_in n_out`` plus the Gram iteration on the matrix."""
+        shape = (self.out_features, self.in_features, 1, 1)
+        gram = gram_iteration_multiply_adds(shape, self.iterations)
+        return batch_size * self.in_features * self.out_features + gram
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training:
-            self._update((self.in_features,))
         return F.linear(x, self.normalised_weight(), self.bias)
 
     def export(self) -> nn.Linear:
@@ -222,7 +171,7 @@ SPECTRAL = LayerFamily(
     conv_factory=SpectralConv2d,
     linear_factory=SpectralLinear,
     description=(
-        "spectral normalisation of the convolution operator by persistent power iteration "
-        "(Gouk et al. 2021, Miyato et al. 2018); guaranteed bound B(W)/sigma"
+        "spectral normalisation by the Gram-iteration bound (Delattre et al. ICML 2023, "
+        "arXiv 2402.00240): W / B(W), bound 1 for every input size, zero/circular padding"
     ),
 )

@@ -53,6 +53,10 @@ _BUILDERS: dict[str, Builder] = {
         ablations.aol_std, downsampling="strided", dilated=True, name="aol-dil-strided"
     ),
     **{name: partial(convnet.convnet, width=w) for name, w in convnet.WIDTHS.items()},
+    **{
+        f"{name}-padded": partial(convnet.padded_convnet, width=w)
+        for name, w in convnet.WIDTHS.items()
+    },
     "aol-digits": digits.aol_digits,
 }
 

@@ -10,6 +10,11 @@ berndprach/1LipschitzLayersCompared@01e3f2a ``models/simplified_conv_net.py``).
     head: conv 1x1 (no activation), FirstChannels(num_classes), Flatten
 
 w = 16 / 32 / 64 / 128; 1.57M / 6.28M / 25.12M / 100.46M parameters on CIFAR.
+
+``convnet-xs-padded`` (and -s/-m/-l): the same network after ``ZeroPadToPowerOfTwo``,
+for image sizes that are not powers of two (Fashion-MNIST's 28x28 becomes 32x32, the
+CIFAR network exactly). Zero padding is an isometric embedding, so the certificate is
+unchanged; the cost is (32/28)^2 = 1.31x a 28x28 network's.
 1LLC's AdaptiveMaxPool2d(1) is the identity at 1x1 and is left out. Padding is
 the family's default (1LLC used circular padding for AOL). Every conv keeps its channel
 count, so the ConvNet builds from every family, residual ones (SLL, CPL) included: channels
@@ -18,6 +23,8 @@ change only by zero channels, FirstChannels and PixelUnshuffle, as in 1LLC.
 
 from __future__ import annotations
 
+import torch
+import torch.nn.functional as F
 from torch import nn
 
 from aol.architectures.common import (
@@ -30,6 +37,36 @@ from aol.families import LayerFamily
 from aol.nn.modules import ConcatenationPooling, FirstChannels
 
 CONVS_PER_BLOCK = 5  # 1LLC nrof_layers_per_block
+
+
+class ZeroPadToPowerOfTwo(nn.Module):
+    """Zero-pad ``size x size`` images to the next power of two (centred; the odd pixel, if
+    any, at the bottom/right): an isometric embedding (1-Lipschitz)."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+        self.padded_size = 1 << (size - 1).bit_length()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-2:] != (self.size, self.size):
+            raise ValueError(f"ZeroPadToPowerOfTwo({self.size}) got {tuple(x.shape[-2:])} images")
+        before = (self.padded_size - self.size) // 2
+        after = self.padded_size - self.size - before
+        return F.pad(x, (before, after, before, after))
+
+    def lipschitz_bound(self) -> float:
+        return 1.0
+
+    def extra_repr(self) -> str:
+        return f"size={self.size}, padded_size={self.padded_size}"
+
+
+def padded_convnet(family: LayerFamily, num_classes, in_channels, image_size, width):
+    """``ZeroPadToPowerOfTwo(image_size)`` then the ConvNet for the padded size."""
+    pad = ZeroPadToPowerOfTwo(image_size)
+    network = convnet(family, num_classes, in_channels, pad.padded_size, width)
+    return nn.Sequential(pad, *network)
 
 
 def convnet(family: LayerFamily, num_classes, in_channels, image_size, width) -> nn.Sequential:

@@ -11,10 +11,16 @@ live on the training device (``Dataset.to``); training indexes it directly.
   seed (``DIGITS_TEST_FRACTION``, ``DIGITS_SPLIT_SEED``), the same for every run.
 * ``cifar10`` / ``cifar100``: torchvision's readers of the python-pickle batches
   under ``data_dir`` (their md5 checks included), downloaded only when allowed.
+* ``fashion-mnist``: Zalando's Fashion-MNIST (Xiao, Rasul & Vollgraf, arXiv 1708.07747;
+  60000 train / 10000 test images, 1x28x28, 10 classes), the four gzipped idx files of
+  Debian's ``dataset-fashion-mnist`` package (``FASHION_MNIST_DEBIAN_FOLDER``) or of
+  ``data_dir`` (``fashion_mnist_folder`` says which), read directly (``read_idx``). Never
+  downloaded: install the package, or put the files under ``data_dir``.
 """
 
 from __future__ import annotations
 
+import gzip
 import os
 from dataclasses import dataclass
 
@@ -23,6 +29,15 @@ import torch
 
 DIGITS_TEST_FRACTION = 0.25
 DIGITS_SPLIT_SEED = 0
+
+#: Where Debian's ``dataset-fashion-mnist`` package puts the files (``dpkg -L``).
+FASHION_MNIST_DEBIAN_FOLDER = "/usr/share/datasets/fashion-mnist"
+FASHION_MNIST_FILES = {
+    "train_images": "train-images-idx3-ubyte.gz",
+    "train_labels": "train-labels-idx1-ubyte.gz",
+    "test_images": "t10k-images-idx3-ubyte.gz",
+    "test_labels": "t10k-labels-idx1-ubyte.gz",
+}
 
 
 @dataclass(frozen=True)
@@ -41,7 +56,8 @@ class DatasetInfo:
 
 # CIFAR means as in berndprach/1LipschitzLayersCompared@01e3f2a datasets/datasets_.py;
 # digits: the mean of the training split (python -c "from aol.engine import data;
-# print(data.load('digits').train_images.mean().item())")
+# print(data.load('digits').train_images.mean().item())"); Fashion-MNIST: the mean of its
+# training images (train-images-idx3-ubyte.gz of the Debian package)
 DATASETS = {
     "digits": DatasetInfo(
         "digits", 1, 8, 10, colour=False, horizontal_flip=False, channel_mean=(0.3052247,)
@@ -53,6 +69,10 @@ DATASETS = {
     "cifar100": DatasetInfo(
         "cifar100", 3, 32, 100, colour=True, horizontal_flip=True,
         channel_mean=(0.5071, 0.4865, 0.4409),
+    ),
+    # the horizontal flip keeps every Fashion-MNIST class (garments, bags, shoes)
+    "fashion-mnist": DatasetInfo(
+        "fashion-mnist", 1, 28, 10, colour=False, horizontal_flip=True, channel_mean=(0.2860406,)
     ),
 }  # fmt: skip
 
@@ -97,6 +117,8 @@ def load(name: str, data_dir: str | os.PathLike = "data", download: bool = False
     dataset_info = info(name)
     if name == "digits":
         return _load_digits(dataset_info)
+    if name == "fashion-mnist":
+        return _load_fashion_mnist(dataset_info, data_dir)
     return _load_cifar(dataset_info, data_dir, download)
 
 
@@ -169,3 +191,62 @@ def cifar_files_present(name: str, data_dir) -> bool:
     files = [entry[0] for entry in reader.train_list + reader.test_list]
     files.append(reader.meta["filename"])
     return all(os.path.isfile(os.path.join(folder, file)) for file in files)
+
+
+def fashion_mnist_candidates(data_dir) -> list[str]:
+    """Folders searched for the four Fashion-MNIST files, in order."""
+    data_dir = os.fspath(data_dir)
+    return [os.path.join(data_dir, "fashion-mnist"), data_dir, FASHION_MNIST_DEBIAN_FOLDER]
+
+
+def fashion_mnist_folder(data_dir) -> str | None:
+    """The first of ``fashion_mnist_candidates`` holding all four files, or None."""
+    for folder in fashion_mnist_candidates(data_dir):
+        if all(os.path.isfile(os.path.join(folder, f)) for f in FASHION_MNIST_FILES.values()):
+            return folder
+    return None
+
+
+def missing_fashion_mnist_message(data_dir) -> str:
+    folders = ", ".join(fashion_mnist_candidates(data_dir))
+    return (
+        f"fashion-mnist not found (looked for {', '.join(FASHION_MNIST_FILES.values())} in "
+        f"{folders}); install Debian's package: apt-get install dataset-fashion-mnist"
+    )
+
+
+def read_idx(path: str) -> np.ndarray:
+    """A gzipped idx file (LeCun's MNIST format: zero, zero, type 0x08 = ubyte, number of
+    dimensions, then big-endian int32 sizes and the data) as a uint8 array."""
+    with gzip.open(path, "rb") as stream:
+        content = stream.read()
+    if len(content) < 4 or content[:3] != b"\x00\x00\x08":
+        raise DatasetNotFoundError(f"{path} is not an idx file of unsigned bytes")
+    dimensions = content[3]
+    shape = tuple(np.frombuffer(content, dtype=">i4", count=dimensions, offset=4))
+    data = np.frombuffer(content, dtype=np.uint8, offset=4 + 4 * dimensions)
+    if data.size != int(np.prod(shape)):
+        raise DatasetNotFoundError(f"{path} holds {data.size} bytes, its header says {shape}")
+    return data.reshape(shape)
+
+
+def _load_fashion_mnist(dataset_info: DatasetInfo, data_dir) -> Dataset:
+    folder = fashion_mnist_folder(data_dir)
+    if folder is None:
+        raise DatasetNotFoundError(missing_fashion_mnist_message(data_dir))
+    files = FASHION_MNIST_FILES.items()
+    arrays = {key: read_idx(os.path.join(folder, file)) for key, file in files}
+
+    def images(array: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(array.copy())[:, None].float().div_(255.0)  # [N, 1, 28, 28]
+
+    def labels(array: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(array.astype(np.int64))
+
+    return Dataset(
+        dataset_info,
+        images(arrays["train_images"]),
+        labels(arrays["train_labels"]),
+        images(arrays["test_images"]),
+        labels(arrays["test_labels"]),
+    )

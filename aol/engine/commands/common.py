@@ -105,5 +105,9 @@ def attack_setting(name: str):
 
 
 def check_data_available(dataset: str, data_dir: str, download: bool) -> None:
+    if dataset == "fashion-mnist":  # never downloaded: a Debian package or files in data_dir
+        if data.fashion_mnist_folder(data_dir) is None:
+            raise UsageError(data.missing_fashion_mnist_message(data_dir))
+        return
     if dataset != "digits" and not download and not data.cifar_files_present(dataset, data_dir):
         raise UsageError(data.missing_cifar_message(dataset, data_dir))

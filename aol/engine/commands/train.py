@@ -20,7 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "Train a network on a dataset with a recipe (paper | 1llc | digits). Rerunning the "
         "same command resumes from RUN_DIR/checkpoint.pt; a finished run is reported, not redone."
     )
-    parser.add_argument("--dataset", required=True, help="digits | cifar10 | cifar100")
+    parser.add_argument(
+        "--dataset", required=True, help="digits | fashion-mnist | cifar10 | cifar100"
+    )
     parser.add_argument("--architecture", required=True, help="e.g. aol-digits, aol-small")
     parser.add_argument("--family", required=True, help="a registered layer family, e.g. aol")
     parser.add_argument("--seed", type=common.seed, required=True)
@@ -48,7 +50,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "authoritative one is python -m aol certify); not part of the run's identity",
     )
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:K")
-    parser.add_argument("--data-dir", default="data", help="where CIFAR lives (default: data)")
+    parser.add_argument(
+        "--data-dir",
+        default="data",
+        help="where CIFAR lives, or Fashion-MNIST if not from its Debian package (default: data)",
+    )
     parser.add_argument("--download", action="store_true", help="allow downloading CIFAR")
     parser.add_argument("--threads", type=common.threads, help="torch CPU threads")
     parser.add_argument(
