@@ -43,29 +43,35 @@ def test_default_pipeline_end_to_end(tmp_path):
     workdir = tmp_path / "work"
     result = run_snakemake(workdir, "--cores", "2", "--configfile", str(config), timeout=900)
     assert result.returncode == 0, result.stderr[-4000:]
+    out = workdir / "results/smoke-default"  # the config's outputs: named after its file
 
     families = set(aol.families.names())
     seeds = [0]
     for name in ("digits", "cost"):
         for extension in ("csv", "md", "tex", "html"):
-            assert (workdir / f"results/tables/{name}.{extension}").stat().st_size > 0
-    digits = pd.read_csv(workdir / "results/tables/digits.csv")
+            assert (out / f"tables/{name}.{extension}").stat().st_size > 0
+    digits = pd.read_csv(out / "tables/digits.csv")
     assert set(digits["family"]) == families and len(digits) == len(families)
     assert (digits["status"] == f"{len(seeds)}/{len(seeds)} completed").all(), digits["status"]
     assert digits["clean_mean"].between(0, 100).all()
-    cost = pd.read_csv(workdir / "results/tables/cost.csv")
+    cost = pd.read_csv(out / "tables/cost.csv")
     assert set(cost["family"]) == families and (cost["status"] == "completed").all()
-    markdown = (workdir / "results/tables/digits.md").read_text()
+    markdown = (out / "tables/digits.md").read_text()
     assert all(f"| {family} |" in markdown for family in families)
     for figure in FIGURES:
         for extension in ("png", "pdf"):
-            assert (workdir / f"results/figures/{figure}.{extension}").stat().st_size > 1000
+            assert (out / f"figures/{figure}.{extension}").stat().st_size > 1000
 
     report = run_snakemake(
-        workdir, "--configfile", str(config), "--report", "results/report.html", timeout=300
+        workdir,
+        "--configfile",
+        str(config),
+        "--report",
+        "results/smoke-default/report.html",
+        timeout=300,
     )
     assert report.returncode == 0, report.stderr[-3000:]
-    html = (workdir / "results/report.html").read_text(errors="replace")
+    html = (out / "report.html").read_text(errors="replace")
     assert len(html) > 100_000 and "certified_accuracy_vs_epsilon" in html
 
 
