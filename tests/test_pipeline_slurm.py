@@ -107,6 +107,12 @@ def test_a_job_no_node_can_run_stops_before_any_submission(tmp_path):
     assert not (tmp_path / "work/.snakemake/slurm_logs").exists()
 
 
+def restore_ctrl_c():
+    """SIGINT handled as usual in the child, also when pytest itself runs in the background
+    (a shell starts background commands with SIGINT ignored, and children inherit that)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def interrupt_once_a_job_runs(workdir) -> set[str]:
     """Start the smoke pipeline, Ctrl-C it (SIGINT to its process group) once a SLURM job
     of it runs; the ids of its jobs that were queued or running then."""
@@ -116,7 +122,8 @@ def interrupt_once_a_job_runs(workdir) -> set[str]:
         cwd=REPOSITORY,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        start_new_session=True,
+        start_new_session=True,  # its own process group, like a terminal's Ctrl-C reaches
+        preexec_fn=restore_ctrl_c,
     )
     deadline = time.monotonic() + 300
     queued = set()
