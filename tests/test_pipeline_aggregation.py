@@ -2,8 +2,10 @@
 rows, mean +- std over seeds beside the published number, failed and diverged runs shown
 as such, the three table formats, and the figures."""
 
+import html
 import json
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -290,6 +292,27 @@ def test_no_published_columns_without_published_numbers(collected):
     assert radius_columns == ["CRA 36/255", "CRA 72/255", "CRA 108/255", "CRA 1"]
     assert not [column for column in display.columns if "pub." in column or "Δ" in column]
     assert "Source" not in display.columns
+
+
+@pytest.mark.parametrize("reference", [True, False])
+def test_html_tables_are_styled_and_explain_their_own_columns(collected, reference):
+    runs, _, measurements = collected
+    experiment = EXPERIMENT if reference else {**EXPERIMENT, "reference": None}
+    table = tables.experiment_table(runs, experiment, [0, 1], PUBLISHED)
+    for display in (
+        tables.display_experiment(table),
+        tables.display_cost(tables.cost_table(measurements)),
+    ):
+        page = tables.to_html(display, "a title")
+        assert "border-collapse" in page and "padding" in page  # cells do not run together
+        notes = re.findall(r"<dt>(.*?)</dt><dd>(.*?)</dd>", page)
+        assert [name for name, _ in notes] == [html.escape(c) for c in display.columns]
+        assert all(note for _, note in notes), notes
+        assert ("pub." in page) == ("Clean pub." in display.columns)
+    assert ("Source" in page) is False  # the cost table
+    legend = tables.to_html(tables.display_experiment(table), "")
+    assert ("the published value" in legend) == reference
+    assert ("Source</dt>" in legend) == reference
 
 
 def test_cost_table_ratio_to_standard(collected):
