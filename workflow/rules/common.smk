@@ -291,16 +291,16 @@ def _job_needs(slurm_nodes):
     for dataset in sorted({run[0] for run in RUNS}):
         key = "job_resources." + (dataset if dataset in config["job_resources"] else "default")
         values = resources_of(dataset)
-        for rule in ("train", "certify", "measure"):
+        for rule_name in ("train", "certify", "measure"):
             needs.append(
                 slurm_nodes.JobNeed(
-                    what=f"{rule} jobs of dataset {dataset}",
+                    what=f"{rule_name} jobs of dataset {dataset}",
                     key=key,
                     cpus=values["threads"],
                     mem_mb=values["mem_mb"],
                     gpus=GPUS_PER_JOB,
-                    minutes=values["runtime"][rule],
-                    runtime_key=f"runtime.{rule}",
+                    minutes=values["runtime"][rule_name],
+                    runtime_key=f"runtime.{rule_name}",
                 )
             )
     return needs
