@@ -135,6 +135,10 @@ def planned_outputs(output: str) -> set[str]:
     return {path for line in re.findall(r"output: ([^\n]*)", output) for path in line.split(", ")}
 
 
+# training runs (same identity, same run) and downloaded datasets are shared
+SHARED = ("results/runs/", "resources/")
+
+
 def test_configs_share_no_output(dry_runs):
     """Each config's outputs but the training runs live under results/<config name>/
     (the file name of the --configfile), so no two configs write the same file."""
@@ -144,12 +148,12 @@ def test_configs_share_no_output(dry_runs):
         assert result.returncode == 0, result.stderr[-3000:]
         name = "default" if config.name == "config.yaml" else config.stem
         outputs[name] = planned_outputs(result.stdout + result.stderr)
-        own = {path for path in outputs[name] if not path.startswith("results/runs/")}
+        own = {path for path in outputs[name] if not path.startswith(SHARED)}
         assert own and all(path.startswith(f"results/{name}/") for path in own), own
     assert {"default", "smoke"} <= set(outputs)
     for first, second in itertools.combinations(outputs, 2):
         shared = outputs[first] & outputs[second]
-        assert all(path.startswith("results/runs/") for path in shared), (first, second, shared)
+        assert all(path.startswith(SHARED) for path in shared), (first, second, shared)
     assert not outputs["default"] & outputs["smoke"]
 
 
