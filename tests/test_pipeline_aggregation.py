@@ -2,8 +2,10 @@
 rows, mean +- std over seeds beside the published number, failed and diverged runs shown
 as such, the three table formats, and the figures."""
 
+import html
 import json
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -293,6 +295,27 @@ def test_no_published_columns_without_published_numbers(collected):
     assert "Source" not in display.columns
 
 
+@pytest.mark.parametrize("reference", [True, False])
+def test_html_tables_are_styled_and_explain_their_own_columns(collected, reference):
+    runs, _, measurements = collected
+    experiment = EXPERIMENT if reference else {**EXPERIMENT, "reference": None}
+    table = tables.experiment_table(runs, experiment, [0, 1], PUBLISHED)
+    for display in (
+        tables.display_experiment(table),
+        tables.display_cost(tables.cost_table(measurements)),
+    ):
+        page = tables.to_html(display, "a title")
+        assert "border-collapse" in page and "padding" in page  # cells do not run together
+        notes = re.findall(r"<dt>(.*?)</dt><dd>(.*?)</dd>", page)
+        assert [name for name, _ in notes] == [html.escape(c) for c in display.columns]
+        assert all(note for _, note in notes), notes
+        assert ("pub." in page) == ("Clean pub." in display.columns)
+    assert ("Source" in page) is False  # the cost table
+    legend = tables.to_html(tables.display_experiment(table), "")
+    assert ("the published value" in legend) == reference
+    assert ("Source</dt>" in legend) == reference
+
+
 def test_cost_table_ratio_to_standard(collected):
     _, _, measurements = collected
     cost = tables.cost_table(measurements).set_index(["architecture", "family"])
@@ -357,3 +380,41 @@ def test_figures_place_and_label_each_radius_by_its_value_and_text(collected):
     figure = figures.draw("training_curves", runs, curves, measurements)
     labels = {text.get_text() for legend in figure.legends for text in legend.get_texts()}
     assert {"test accuracy", "certified at 36/255"} <= labels
+
+
+def legend_texts(figure) -> set[str]:
+    legends = [*figure.legends, *(axis.get_legend() for axis in figure.axes)]
+    return {text.get_text() for legend in legends if legend for text in legend.get_texts()}
+
+
+def test_figures_say_what_they_compare_and_share_the_accuracy_range(collected):
+    runs, curves, measurements = collected
+    figure = figures.draw("certified_accuracy_vs_epsilon", runs, curves, measurements)
+    titles = [axis.get_title() for axis in figure.axes]
+    assert "digits, aol-digits network, variant quick: certified accuracy by radius" in titles
+    assert not any(" / " in title for title in titles)
+    assert {axis.get_ylim() for axis in figure.axes} == {(0, 100)}
+    # error bars over the seeds (line collections), not only the mean line
+    assert any(len(axis.collections) for axis in figure.axes)
+    figure = figures.draw("accuracy_vs_training_time", runs, curves, measurements)
+    assert {axis.get_ylim() for axis in figure.axes} == {(0, 100)}
+    assert "aol-digits" not in legend_texts(figure)  # one architecture: no legend entry for it
+
+
+def test_training_curves_mark_the_certificate_of_each_family(collected):
+    runs, curves, measurements = collected
+    figure = figures.draw("training_curves", runs, curves, measurements)
+    stars = [line for axis in figure.axes for line in axis.lines if line.get_marker() == "*"]
+    completed = runs[runs["status"] == "completed"]
+    certified = completed.groupby("family")["certified_36/255"].mean().dropna()
+    assert sorted(line.get_ydata()[0] for line in stars) == pytest.approx(sorted(certified))
+    assert "certify, float64 (36/255)" in legend_texts(figure)
+
+
+def test_cost_figure_has_quartile_error_bars_and_no_single_architecture_legend(collected):
+    runs, curves, measurements = collected
+    single = measurements[measurements["architecture"] == "aol-digits"]
+    figure = figures.draw("time_and_memory", runs, curves, single)
+    assert "aol-digits" not in legend_texts(figure)
+    assert sum(len(axis.collections) for axis in figure.axes[:2]) >= 2  # error bars
+    assert "aol-digits" in figure._suptitle.get_text()

@@ -163,12 +163,13 @@ def test_budget_pipeline_calibrates_then_trains_the_derived_epochs(tmp_path):
     result = run_snakemake(workdir, "--cores", "1", "--configfile", str(path), timeout=900)
     assert result.returncode == 0, result.stderr[-4000:]
     runs = workdir / "results/runs/digits/aol-digits/aol"
-    calibration = json.loads((runs / "calibration_digits_batch300.json").read_text())
+    calibrations = workdir / "results/tiny-budget/calibration/digits/aol-digits/aol"
+    calibration = json.loads((calibrations / "calibration_digits_batch300.json").read_text())
     assert calibration["device_name"].startswith("cpu") and calibration["timed_steps"] == 2
     trained = json.loads((runs / "tiny/seed0/result.json").read_text())
     assert trained["budget_seconds"] == 2.0  # 4 s times budget_scale 0.5
     expected = max(1, math.floor(2.0 / calibration["seconds_per_epoch"] + 0.5))
     assert trained["planned_epochs"] == trained["epochs_completed"] == expected
     assert trained["budget"]["calibrated_epoch_seconds"] == calibration["seconds_per_epoch"]
-    table = pd.read_csv(workdir / "results/tables/tiny_budget.csv")
+    table = pd.read_csv(workdir / "results/tiny-budget/tables/tiny_budget.csv")
     assert table.loc[0, "budget_seconds"] == 2.0 and table.loc[0, "epochs_mean"] == expected

@@ -113,6 +113,21 @@ def architecture_too_big_for_digits(config):
     return "experiments[name=digits].architectures"
 
 
+def no_resources_for_digits(config):
+    config["job_resources"] = {"cifar10": config["job_resources"]["default"]}
+    return "job_resources"
+
+
+def resources_without_memory(config):
+    del config["job_resources"]["digits"]["mem_mb"]
+    return "job_resources.digits"
+
+
+def name_of_the_shared_runs_folder(config):
+    config["name"] = "runs"  # results/runs/ holds the training runs of every config
+    return "runs"
+
+
 @pytest.mark.parametrize(
     "spoil",
     [
@@ -136,6 +151,9 @@ def architecture_too_big_for_digits(config):
         seed_above_int64,
         architecture_too_big_for_digits,
         residual_family_on_an_aol_paper_model,
+        no_resources_for_digits,
+        resources_without_memory,
+        name_of_the_shared_runs_folder,
     ],
 )
 def test_bad_config_fails_before_any_job(tmp_path, spoil):

@@ -119,14 +119,62 @@ def test_dry_run_plans_every_run(dry_runs, config, profile):
     assert counts["figure"] == 6
     assert counts.get("calibrate", 0) == expected_calibrations(settings)
 
-    resources = re.findall(r"rule (train|measure):.*?resources: ([^\n]*)", output, re.DOTALL)
+    resources = re.findall(
+        r"rule (train|certify|measure):\n(.*?)resources: ([^\n]*)", output, re.DOTALL
+    )
     assert resources, "no train/measure job printed"
     gpus = "1" if settings["device"] == "cuda" else "0"
-    for _rule, line in resources:
+    for rule, job, line in resources:
         assert f"gpu={gpus}" in line
-    if profile == "profiles/slurm":
-        train_lines = [line for rule, line in resources if rule == "train"]
+        # every profile: the job's threads, memory and run time are the config's for its
+        # dataset (job_resources; digits: 1 CPU, 2 GB; CIFAR: "default", 16 GB, 720 min)
+        dataset = re.search(r"wildcards: dataset=([^,\n]+)", job).group(1)
+        wanted = job_resources(config, dataset)
+        assert f"mem_mb={wanted['mem_mb']}" in line
+        assert f"runtime={wanted['runtime'][rule]}" in line
+        threads = re.search(r"threads: (\d+)", job)  # not printed for one thread
+        planned = int(threads.group(1)) if threads else 1
+        assert planned == wanted["threads"] or profile == "profiles/gpu"  # capped at --cores
+    if config == "paper.yaml":
+        train_lines = [line for rule, _, line in resources if rule == "train"]
         assert all("runtime=720" in line and "mem_mb=16000" in line for line in train_lines)
+
+
+def job_resources(config: str, dataset: str) -> dict:
+    """job_resources of config/config.yaml with CONFIG's merged on top, for the dataset."""
+    table = dict(
+        yaml.safe_load((REPOSITORY / "config" / "config.yaml").read_text())["job_resources"]
+    )
+    table.update(
+        yaml.safe_load((REPOSITORY / "config" / config).read_text()).get("job_resources", {})
+    )
+    return table.get(dataset, table["default"])
+
+
+def planned_outputs(output: str) -> set[str]:
+    return {path for line in re.findall(r"output: ([^\n]*)", output) for path in line.split(", ")}
+
+
+# training runs (same identity, same run) and downloaded datasets are shared
+SHARED = ("results/runs/", "resources/")
+
+
+def test_configs_share_no_output(dry_runs):
+    """Each config's outputs but the training runs live under results/<config name>/
+    (the file name of the --configfile), so no two configs write the same file."""
+    outputs = {}
+    for config in CONFIGS:
+        result = dry_runs[(config.name, "profiles/gpu")]
+        assert result.returncode == 0, result.stderr[-3000:]
+        name = "default" if config.name == "config.yaml" else config.stem
+        outputs[name] = planned_outputs(result.stdout + result.stderr)
+        own = {path for path in outputs[name] if not path.startswith(SHARED)}
+        assert own and all(path.startswith(f"results/{name}/") for path in own), own
+    assert {"default", "smoke"} <= set(outputs)
+    for first, second in itertools.combinations(outputs, 2):
+        shared = outputs[first] & outputs[second]
+        assert all(path.startswith(SHARED) for path in shared), (first, second, shared)
+    assert not outputs["default"] & outputs["smoke"]
 
 
 def rule_names() -> set[str]:

@@ -2,22 +2,20 @@
 interrupted training that a rerun finishes without redoing its finished epochs."""
 
 import copy
-import json
-import os
-import signal
-import subprocess
-import time
 
 import pandas as pd
+import pytest
+from browser_support import By, headless_chromium
+from browser_support import missing as browser_missing
 from pipeline_support import (
-    REPOSITORY,
     load_config,
     run_snakemake,
-    snakemake_command,
     write_config,
 )
 
 import aol.families
+
+REPORT = "results/smoke-default/report.html"
 
 FIGURES = [
     "certified_accuracy_vs_epsilon",
@@ -41,94 +39,100 @@ def smoke_sized_default(path):
     return write_config(path, config)
 
 
-def test_default_pipeline_end_to_end(tmp_path):
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory):
+    """The smoke-sized default pipeline and its report, once for the tests below."""
+    tmp_path = tmp_path_factory.mktemp("default")
     config = smoke_sized_default(tmp_path / "smoke-default.yaml")
     workdir = tmp_path / "work"
     result = run_snakemake(workdir, "--cores", "2", "--configfile", str(config), timeout=900)
+    report = None
+    if result.returncode == 0:
+        report = run_snakemake(
+            workdir, "--configfile", str(config), "--report", REPORT, timeout=300
+        )
+    return workdir, result, report
+
+
+def test_default_pipeline_end_to_end(default_run):
+    workdir, result, report = default_run
     assert result.returncode == 0, result.stderr[-4000:]
+    out = workdir / "results/smoke-default"  # the config's outputs: named after its file
 
     families = set(aol.families.names())
     seeds = [0]
     for name in ("digits", "cost"):
         for extension in ("csv", "md", "tex", "html"):
-            assert (workdir / f"results/tables/{name}.{extension}").stat().st_size > 0
-    digits = pd.read_csv(workdir / "results/tables/digits.csv")
+            assert (out / f"tables/{name}.{extension}").stat().st_size > 0
+    digits = pd.read_csv(out / "tables/digits.csv")
     assert set(digits["family"]) == families and len(digits) == len(families)
     assert (digits["status"] == f"{len(seeds)}/{len(seeds)} completed").all(), digits["status"]
     assert digits["clean_mean"].between(0, 100).all()
-    cost = pd.read_csv(workdir / "results/tables/cost.csv")
+    cost = pd.read_csv(out / "tables/cost.csv")
     assert set(cost["family"]) == families and (cost["status"] == "completed").all()
-    markdown = (workdir / "results/tables/digits.md").read_text()
+    markdown = (out / "tables/digits.md").read_text()
     assert all(f"| {family} |" in markdown for family in families)
     for figure in FIGURES:
         for extension in ("png", "pdf"):
-            assert (workdir / f"results/figures/{figure}.{extension}").stat().st_size > 1000
+            assert (out / f"figures/{figure}.{extension}").stat().st_size > 1000
 
-    report = run_snakemake(
-        workdir, "--configfile", str(config), "--report", "results/report.html", timeout=300
-    )
     assert report.returncode == 0, report.stderr[-3000:]
-    html = (workdir / "results/report.html").read_text(errors="replace")
+    html = (out / "report.html").read_text(errors="replace")
     assert len(html) > 100_000 and "certified_accuracy_vs_epsilon" in html
 
 
-def read_epochs(metrics):
-    if not metrics.exists():
-        return []
-    lines = [line for line in metrics.read_text().splitlines() if line.strip()]
-    return [json.loads(line) for line in lines]
+@pytest.mark.skipif(browser_missing() is not None, reason=browser_missing() or "")
+def test_report_renders_tables_and_figures_in_a_browser(default_run):
+    """The report as a reader sees it: headless Chromium opens it, clicks into a table and a
+    figure; the table is styled (collapsed borders, padded cells) and lists its columns, the
+    figure is a decoded image."""
+    workdir, result, report = default_run
+    assert result.returncode == 0 and report.returncode == 0, result.stderr[-3000:]
+    with headless_chromium() as browser:
+        page = workdir / REPORT
+        browser.get(page.as_uri())
+        open_entry(browser, "Tables", "digits")
+        frame = wait_for(browser, lambda: browser.find_element(By.TAG_NAME, "iframe"))
+        browser.switch_to.frame(frame)
+        table = wait_for(browser, lambda: browser.find_element(By.CSS_SELECTOR, "table.table"))
+        header = [cell.text for cell in table.find_elements(By.TAG_NAME, "th")]
+        assert header[:4] == ["Architecture", "Family", "Variant", "Runs"] and "Clean" in header
+        assert "Clean pub." not in header and "Source" not in header
+        assert table.value_of_css_property("border-collapse") == "collapse"
+        cell = table.find_element(By.TAG_NAME, "td")
+        assert float(cell.value_of_css_property("padding-left").removesuffix("px")) > 2
+        rows = table.find_elements(By.CSS_SELECTOR, "tbody tr")
+        assert len(rows) == len(aol.families.names())
+        terms = [term.text for term in browser.find_elements(By.CSS_SELECTOR, "dl.columns dt")]
+        assert terms == header  # every column explained under the table
+        browser.switch_to.default_content()
+
+        browser.get(page.as_uri())  # back to the start page, with its menu
+        open_entry(browser, "Figures", "certified_accuracy_vs_epsilon")
+        image = wait_for(
+            browser,
+            lambda: browser.find_element(By.CSS_SELECTOR, "img[src^='data:image/png']"),
+        )
+        width = wait_for(browser, lambda: browser.execute_script(IMAGE_WIDTH, image) or None)
+        assert width > 300 and image.size["width"] > 300
 
 
-def test_interrupted_training_resumes(tmp_path):
-    epochs = 10
-    config = {
-        "device": "cpu",
-        "seeds": [0],
-        "variants": [{"name": "resume", "epochs": epochs, "batch_size": 64, "checkpoint_every": 1}],
-        "experiments": [
-            {
-                "name": "resume",
-                "dataset": "digits",
-                "architectures": ["aol-digits"],
-                "families": ["aol"],
-                "variants": ["resume"],
-            }  # fmt: skip
-        ],
-    }
-    path = write_config(tmp_path / "resume.yaml", config)
-    workdir = tmp_path / "work"
-    run = workdir / "results/runs/digits/aol-digits/aol/resume/seed0"
-    target = str(run.relative_to(workdir) / "result.json")
-    arguments = [target, "--cores", "1", "--configfile", str(path)]  # targets first
+IMAGE_WIDTH = "return arguments[0].complete ? arguments[0].naturalWidth : 0"
 
-    first = subprocess.Popen(
-        snakemake_command(workdir, *arguments),
-        cwd=REPOSITORY,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,  # its own process group, like a terminal's Ctrl-C reaches
+
+def open_entry(browser, category: str, name: str) -> None:
+    """Click the category in the report's menu, then the eye icon of the entry `name`."""
+    wait_for(browser, lambda: browser.find_element(By.LINK_TEXT, category)).click()
+    row = wait_for(
+        browser, lambda: browser.find_element(By.XPATH, f"//tr[td[normalize-space()='{name}']]")
     )
-    deadline = time.monotonic() + 300
-    while len(read_epochs(run / "metrics.jsonl")) < 3:
-        assert first.poll() is None, "training finished or failed before it was interrupted"
-        assert time.monotonic() < deadline, "training did not reach epoch 3 in time"
-        time.sleep(0.2)
-    os.killpg(first.pid, signal.SIGINT)
-    first.wait(timeout=120)
-    before = read_epochs(run / "metrics.jsonl")
-    assert not (run / "result.json").exists()
-    assert (run / "checkpoint.pt").exists()
-    assert len(before) < epochs, "interrupted too late to test resuming"
+    row.find_element(By.CSS_SELECTOR, "a[iconname='eye']").click()
 
-    second = run_snakemake(workdir, *arguments, timeout=600)
-    assert second.returncode == 0, second.stderr[-3000:]
-    after = read_epochs(run / "metrics.jsonl")
-    assert [epoch["epoch"] for epoch in after] == list(range(1, epochs + 1))
-    # Epochs finished before the interruption are not trained again: their records
-    # (with their wall-clock times) are unchanged. The last one may have been cut
-    # between writing metrics and checkpoint, so it is allowed to be redone.
-    finished = before[:-1]
-    assert finished, "no epoch finished before the interruption"
-    assert after[: len(finished)] == finished
-    result = json.loads((run / "result.json").read_text())
-    assert result["status"] == "completed" and result["epochs_completed"] == epochs
+
+def wait_for(browser, find, seconds: float = 20):
+    from selenium.common.exceptions import NoSuchElementException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(browser, seconds, ignored_exceptions=(NoSuchElementException,)).until(
+        lambda _: find()
+    )

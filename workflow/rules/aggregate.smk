@@ -15,11 +15,11 @@ rule collect:
         certificates=certify_files(),
         measurements=measure_files(),
     output:
-        runs="results/summary/runs.csv",
-        curves="results/summary/curves.csv",
-        measurements="results/summary/measurements.csv",
+        runs=config_output("summary/runs.csv"),
+        curves=config_output("summary/curves.csv"),
+        measurements=config_output("summary/measurements.csv"),
     log:
-        "logs/aggregate/collect.log",
+        config_log("aggregate/collect.log"),
     conda:
         SOFTWARE_ENVIRONMENT
     params:
@@ -30,21 +30,21 @@ rule collect:
 
 rule table:
     input:
-        runs="results/summary/runs.csv",
-        measurements="results/summary/measurements.csv",
+        runs=config_output("summary/runs.csv"),
+        measurements=config_output("summary/measurements.csv"),
         reference=PUBLISHED,
     output:
-        csv="results/tables/{table}.csv",
-        markdown="results/tables/{table}.md",
-        latex="results/tables/{table}.tex",
+        csv=config_output("tables/{table}.csv"),
+        markdown=config_output("tables/{table}.md"),
+        latex=config_output("tables/{table}.tex"),
         html=report(
-            "results/tables/{table}.html",
+            config_output("tables/{table}.html"),
             caption="../report/table.rst",
             category="Tables",
             labels={"table": "{table}"},
         ),
     log:
-        "logs/aggregate/table_{table}.log",
+        config_log("aggregate/table_{table}.log"),
     conda:
         SOFTWARE_ENVIRONMENT
     params:
@@ -57,19 +57,19 @@ rule table:
 
 rule figure:
     input:
-        runs="results/summary/runs.csv",
-        curves="results/summary/curves.csv",
-        measurements="results/summary/measurements.csv",
+        runs=config_output("summary/runs.csv"),
+        curves=config_output("summary/curves.csv"),
+        measurements=config_output("summary/measurements.csv"),
     output:
         png=report(
-            "results/figures/{figure}.png",
+            config_output("figures/{figure}.png"),
             caption="../report/figure.rst",
             category="Figures",
             labels={"figure": "{figure}"},
         ),
-        pdf="results/figures/{figure}.pdf",
+        pdf=config_output("figures/{figure}.pdf"),
     log:
-        "logs/aggregate/figure_{figure}.log",
+        config_log("aggregate/figure_{figure}.log"),
     wildcard_constraints:
         figure="|".join(FIGURES),
     conda:
@@ -92,7 +92,7 @@ rule orthogonality_figure:
         ),
         pdf=ORTHOGONALITY_FIGURE.format(ext="pdf"),
     log:
-        "logs/aggregate/figure_orthogonality.log",
+        config_log("aggregate/figure_orthogonality.log"),
     conda:
         SOFTWARE_ENVIRONMENT
     params:

@@ -12,12 +12,14 @@ rule calibrate:
     output:
         calibration=CALIBRATION_FILE,
     log:
-        "logs/calibrate/{dataset}/{architecture}/{family}/{recipe}_batch{batch_size}.log",
+        config_log("calibrate/{dataset}/{architecture}/{family}/{recipe}_batch{batch_size}.log"),
     conda:
         SOFTWARE_ENVIRONMENT
-    threads: 1
+    threads: job_threads  # the train jobs' threads: it times their steps
     resources:
         gpu=GPUS_PER_JOB,
+        mem_mb=job_mem_mb,
+        runtime=job_runtime("measure"),
     params:
         guard=GUARD,
         engine=ENGINE,

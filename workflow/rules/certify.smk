@@ -8,14 +8,16 @@ rule certify:
         unpack(dataset_files),
         result=f"{RUN_DIR}/result.json",
     output:
-        certificate=f"{RUN_DIR}/certify.json",
+        certificate=CERTIFY_FILE,
     log:
-        "logs/certify/{dataset}/{architecture}/{family}/{variant}/seed{seed}.log",
+        config_log(f"certify/{RUN_PATH}.log"),
     conda:
         SOFTWARE_ENVIRONMENT
-    threads: 1
+    threads: job_threads
     resources:
         gpu=GPUS_PER_JOB,
+        mem_mb=job_mem_mb,
+        runtime=job_runtime("certify"),
     params:
         guard=GUARD,
         engine=ENGINE,

@@ -208,10 +208,50 @@ GUARD = f"{PYTHON} {shlex.quote(str(Path(workflow.basedir) / 'workflow/scripts/g
 
 # committed with the workflow, so found beside the Snakefile whatever the working directory
 PUBLISHED = str(Path(workflow.basedir) / "results/reference/published.csv")
+
+
+DEFAULT_CONFIG = (Path(workflow.basedir) / "config/config.yaml").resolve()
+
+
+def _config_name():
+    """The config's name: config key `name`, else the file name (without .yaml) of the last
+    --configfile, else "default" (config/config.yaml, given or not)."""
+    name = config.get("name")
+    given = [Path(path).resolve() for path in workflow.config_settings.configfiles]
+    if name is None and given and given[-1] != DEFAULT_CONFIG:
+        name = given[-1].stem
+    name = name or "default"
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name) or name in ("runs", "reference"):
+        raise ConfigError(
+            f"config name {name!r} (results/{name}/): results/runs and results/reference "
+            "are taken; give a folder name with config key name"
+        )
+    return name
+
+
+CONFIG_NAME = _config_name()
+
+
+def config_output(path):
+    """Where an output that depends on the config lives: results/<config name>/<path>
+    (its log: logs/<config name>/<path>). Every aggregated output (summaries, tables,
+    figures, report) and every output whose content depends on config values other than a
+    training run's identity (certificates, measurements) goes through here, so two configs
+    never write the same file. Training runs (RUN_DIR) are shared: the engine resumes or
+    reports a run folder only under the same identity (aol/engine/run_folder.py)."""
+    return f"results/{CONFIG_NAME}/{path}"
+
+
+def config_log(path):
+    return f"logs/{CONFIG_NAME}/{path}"
+
+
 RUN_DIR = "results/runs/{dataset}/{architecture}/{family}/{variant}/seed{seed}"
-MEASURE_FILE = "results/runs/{dataset}/{architecture}/measure_batch{batch_size}.json"
-CALIBRATION_FILE = (
-    "results/runs/{dataset}/{architecture}/{family}/calibration_{recipe}_batch{batch_size}.json"
+RUN_PATH = "{dataset}/{architecture}/{family}/{variant}/seed{seed}"
+CERTIFY_FILE = config_output(f"certify/{RUN_PATH}/certify.json")
+MEASURE_FILE = config_output("measure/{dataset}/{architecture}/measure_batch{batch_size}.json")
+CALIBRATION_FILE = config_output(
+    "calibration/{dataset}/{architecture}/{family}/calibration_{recipe}_batch{batch_size}.json"
 )
 TABLE_FORMATS = ["csv", "md", "tex", "html"]
 FIGURES = [
@@ -222,6 +262,77 @@ FIGURES = [
 ]
 if config["measure"]["enabled"]:
     FIGURES += ["time_and_memory", "certified_accuracy_vs_memory"]
+
+
+def resources_of(dataset):
+    """config job_resources of the dataset, else its entry "default"."""
+    table = config["job_resources"]
+    if dataset not in table and "default" not in table:
+        raise ConfigError(
+            f"config key job_resources: no entry for dataset {dataset} and no entry default"
+        )
+    return table.get(dataset, table.get("default"))
+
+
+for _dataset in sorted({run[0] for run in RUNS}):
+    resources_of(_dataset)
+
+
+def job_threads(wildcards):
+    return resources_of(wildcards.dataset)["threads"]
+
+
+def job_mem_mb(wildcards, attempt):
+    """Memory of the job in MB; a retried job gets attempt times the first one's."""
+    return resources_of(wildcards.dataset)["mem_mb"] * attempt
+
+
+def job_runtime(rule):
+    """The runtime resource (minutes, attempt times the first one's) of the rule's jobs."""
+
+    def runtime(wildcards, attempt):
+        return resources_of(wildcards.dataset)["runtime"][rule] * attempt
+
+    return runtime
+
+
+def _job_needs(slurm_nodes):
+    """The first attempt of every kind of engine job, as slurm_nodes.JobNeed."""
+    needs = []
+    for dataset in sorted({run[0] for run in RUNS}):
+        key = "job_resources." + (dataset if dataset in config["job_resources"] else "default")
+        values = resources_of(dataset)
+        for rule_name in ("train", "certify", "measure"):
+            needs.append(
+                slurm_nodes.JobNeed(
+                    what=f"{rule_name} jobs of dataset {dataset}",
+                    key=key,
+                    cpus=values["threads"],
+                    mem_mb=values["mem_mb"],
+                    gpus=GPUS_PER_JOB,
+                    minutes=values["runtime"][rule_name],
+                    runtime_key=f"runtime.{rule_name}",
+                )
+            )
+    return needs
+
+
+def check_slurm_fit():
+    """With the SLURM executor: every job fits a node of the partition it goes to
+    (SBATCH_PARTITION, else the cluster's default), or the pipeline stops now, naming the
+    config value to lower; SLURM itself would leave such a job PENDING forever."""
+    plugin = workflow.executor_plugin
+    if plugin is None or plugin.name.removeprefix("snakemake-executor-plugin-") != "slurm":
+        return
+    import importlib.util
+
+    path = Path(workflow.basedir) / "workflow/scripts/slurm_nodes.py"
+    spec = importlib.util.spec_from_file_location("slurm_nodes", path)
+    slurm_nodes = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(slurm_nodes)
+    reasons = slurm_nodes.check_jobs_fit(_job_needs(slurm_nodes))
+    if reasons:
+        raise ConfigError("\n".join(reasons))
 
 
 def check_device():
@@ -238,6 +349,7 @@ def check_device():
 
 onstart:
     check_device()
+    check_slurm_fit()
 
 
 def run_fields(run):
@@ -388,7 +500,7 @@ def result_files():
 def certify_files():
     if not config["certify"]["enabled"]:
         return []
-    return [f"{RUN_DIR}/certify.json".format(**run_fields(run)) for run in RUNS]
+    return [CERTIFY_FILE.format(**run_fields(run)) for run in RUNS]
 
 
 def measured_families():
@@ -415,7 +527,7 @@ def table_names():
     return names
 
 
-ORTHOGONALITY_FIGURE = "results/figures/orthogonality.{ext}"
+ORTHOGONALITY_FIGURE = config_output("figures/orthogonality.{ext}")
 
 
 def orthogonality_run():
@@ -436,9 +548,11 @@ def orthogonality_input_shape(wildcards):
 
 
 def final_targets():
-    targets = expand("results/tables/{table}.{ext}", table=table_names(), ext=TABLE_FORMATS)
+    targets = expand(config_output("tables/{table}.{ext}"), table=table_names(), ext=TABLE_FORMATS)
     if config["figures"]:
-        targets += expand("results/figures/{figure}.{ext}", figure=FIGURES, ext=["png", "pdf"])
+        targets += expand(
+            config_output("figures/{figure}.{ext}"), figure=FIGURES, ext=["png", "pdf"]
+        )
         if orthogonality_run() is not None:
             targets += expand(ORTHOGONALITY_FIGURE, ext=["png", "pdf"])
     return targets

@@ -9,12 +9,14 @@ rule measure:
     output:
         measurement=MEASURE_FILE,
     log:
-        "logs/measure/{dataset}/{architecture}/batch{batch_size}.log",
+        config_log("measure/{dataset}/{architecture}/batch{batch_size}.log"),
     conda:
         SOFTWARE_ENVIRONMENT
-    threads: 1
+    threads: job_threads
     resources:
         gpu=GPUS_PER_JOB,
+        mem_mb=job_mem_mb,
+        runtime=job_runtime("measure"),
     params:
         guard=GUARD,
         engine=ENGINE,

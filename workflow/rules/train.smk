@@ -13,9 +13,11 @@ rule train:
         "logs/train/{dataset}/{architecture}/{family}/{variant}/seed{seed}.log",
     conda:
         SOFTWARE_ENVIRONMENT
-    threads: 1
+    threads: job_threads
     resources:
         gpu=GPUS_PER_JOB,
+        mem_mb=job_mem_mb,
+        runtime=job_runtime("train"),
     params:
         guard=GUARD,
         engine=ENGINE,

@@ -47,6 +47,13 @@ def identity_from_path(result_path: Path) -> dict:
     )
 
 
+def run_key(path: Path) -> tuple:
+    """The run a result or certificate file belongs to: both end in D/A/F/V/seedS/<file>
+    (the certificate under results/<config name>/certify/, see config_output in
+    workflow/rules/common.smk)."""
+    return tuple(identity_from_path(path).values())
+
+
 def percent(value) -> float:
     return math.nan if value is None else 100.0 * float(value)
 
@@ -179,10 +186,10 @@ def measurement_rows(path: Path, requested_families: list[str]) -> list[dict]:
 def collect(result_paths, certificate_paths, measurement_paths, measured_families=None):
     """runs, curves, measurements; ``measured_families``: {measure file: families asked},
     for the rows of a measure job that failed."""
-    certificates = {Path(path).parent: Path(path) for path in certificate_paths}
+    certificates = {run_key(Path(path)): Path(path) for path in certificate_paths}
     runs, curves = [], []
     for path in map(Path, result_paths):
-        runs.append(run_row(path, certificates.get(path.parent)))
+        runs.append(run_row(path, certificates.get(run_key(path))))
         curves.extend(curve_rows(path))
     measured_families = measured_families or {}
     measurements = [

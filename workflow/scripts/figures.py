@@ -6,14 +6,18 @@
   guaranteed bound have no certified accuracy and appear only at radius 0.
 - accuracy_vs_training_time: clean and certified (smallest radius) accuracy against the
   training wall time, one point per run: the accuracy/cost trade-off.
-- time_and_memory: training-step time, inference time and peak training memory per
-  family, one bar group per architecture.
-- training_curves: test accuracy and certified accuracy (smallest radius) per epoch.
+- time_and_memory: training-step time, inference time (error bars: quartiles of the
+  repeats) and peak training memory per family, one bar group per architecture.
+- training_curves: test accuracy and certified accuracy (smallest radius) per epoch as
+  training monitored them (float32), and a star at the last epoch for the certificate.
 - certified_accuracy_vs_training_time / certified_accuracy_vs_memory: certified accuracy at
   36/255 against the training steps' seconds / the peak training memory, one point per
   (architecture, family) (mean over seeds), one panel per (dataset, variant), with the Pareto
   front (no other point is both cheaper and more accurate) drawn: the trade-off plots of
   "1-Lipschitz Layers Compared" (Prach et al., CVPR 2024, Fig. 1) for budget runs.
+
+Titles say in words what is compared; a hue or style that holds one value gets no legend
+entry; accuracy panels share the 0-100 % range.
 
 Only completed runs are drawn; the tables list the others.
 """
@@ -51,7 +55,26 @@ def metric_label(metric: str, radii: dict[str, Radius], other: str) -> str:
 
 
 def panel(frame: pd.DataFrame) -> pd.Series:
-    return frame["dataset"] + " / " + frame["architecture"] + " / " + frame["variant"]
+    """A panel's title in words: "digits, aol-digits network, variant digits"."""
+    return (
+        frame["dataset"]
+        + ", "
+        + frame["architecture"]
+        + " network, variant "
+        + frame["variant"].astype(str)
+    )
+
+
+def drop_single_entry(frame: pd.DataFrame, column: str) -> str | None:
+    """column for a hue/style when it holds two values or more; None (no legend entry that
+    names the only value) otherwise."""
+    return column if frame[column].nunique() > 1 else None
+
+
+def percent_axes(grid) -> None:
+    """The same y range, 0-100 %, on every panel of an accuracy figure."""
+    for axis in grid.axes.flat:
+        axis.set_ylim(0, 100)
 
 
 def empty_figure(message: str):
@@ -86,11 +109,13 @@ def certified_accuracy_vs_epsilon(runs: pd.DataFrame, curves, measurements):
         kind="line",
         marker="o",
         errorbar="sd",
+        err_style="bars",
         height=3.2,
-        facet_kws={"sharey": False},
+        facet_kws={"sharey": True},
     )
     grid.set_axis_labels("radius ε (pixel scale [0, 1])", "certified accuracy (%)")
-    grid.set_titles("{col_name}")
+    grid.set_titles("{col_name}: certified accuracy by radius")
+    percent_axes(grid)
     return grid.figure
 
 
@@ -112,11 +137,11 @@ def accuracy_vs_training_time(runs: pd.DataFrame, curves, measurements):
         x="train_seconds",
         y="accuracy",
         hue="family",
-        style="architecture",
+        style=drop_single_entry(long, "architecture"),
         col="metric",
         s=70,
         height=3.4,
-        facet_kws={"sharey": False},
+        facet_kws={"sharey": True},
     )
     seconds = long["train_seconds"].dropna()
     logarithmic = len(seconds) and seconds.min() > 0 and seconds.max() / seconds.min() > 20
@@ -125,6 +150,9 @@ def accuracy_vs_training_time(runs: pd.DataFrame, curves, measurements):
     scale = ", log scale" if logarithmic else ""
     grid.set_axis_labels(f"training wall time (s{scale})", "accuracy (%)")
     grid.set_titles("{col_name}")
+    percent_axes(grid)
+    architectures = ", ".join(sorted(long["architecture"].unique()))
+    grid.figure.suptitle(f"accuracy against training time, {architectures}", y=1.03)
     return grid.figure
 
 
@@ -132,28 +160,42 @@ def time_and_memory(runs, curves, measurements: pd.DataFrame):
     measured = measurements[measurements["status"] == "completed"]
     if measured.empty:
         return empty_figure("no completed measurement")
-    quantities = {
-        "train_step_seconds_median": ("training step (ms)", 1e3),
-        "inference_seconds_median": ("inference, exported (ms)", 1e3),
-        "peak_train_memory_bytes": ("peak training memory (MiB)", 2.0**-20),
+    timings = {
+        "train_step_seconds": "training step (ms)",
+        "inference_seconds": "inference, exported (ms)",
     }
     figure, axes = plt.subplots(1, 3, figsize=(13, 3.8))
-    for axis, (column, (label, scale)) in zip(axes, quantities.items(), strict=True):
-        sns.barplot(
-            data=measured.assign(value=measured[column] * scale),
-            x="family",
-            y="value",
-            hue="architecture",
-            ax=axis,
-        )
-        axis.set_ylabel(label)
-        axis.set_xlabel("")
-        axis.tick_params(axis="x", rotation=30)
+    hue = drop_single_entry(measured, "architecture")
+    for axis, (timing, label) in zip(axes, timings.items(), strict=False):
+        bars(axis, measured, f"{timing}_median", 1e3, hue, spread=timing)
+        axis.set_ylabel(f"{label}, median; bars: quartiles")
+    bars(axes[2], measured, "peak_train_memory_bytes", 2.0**-20, hue)
+    axes[2].set_ylabel("peak training memory (MiB)")
+    architectures = ", ".join(sorted(measured["architecture"].unique()))
+    figure.suptitle(f"time and memory per layer family, {architectures} network")
     figure.tight_layout()
     return figure
 
 
+def bars(axis, measured: pd.DataFrame, column: str, scale: float, hue, spread=None) -> None:
+    """One bar per family (and architecture); with ``spread``, error bars from its quartiles
+    (the measurement's repeats)."""
+    data = measured.assign(value=measured[column] * scale).reset_index(drop=True)
+    sns.barplot(data=data, x="family", y="value", hue=hue, ax=axis, errorbar=None)
+    if spread is not None and hue is None:
+        low = (data["value"] - data[f"{spread}_q1"] * scale).clip(lower=0)
+        high = (data[f"{spread}_q3"] * scale - data["value"]).clip(lower=0)
+        positions = [tick for tick, _ in enumerate(data["family"])]
+        axis.errorbar(positions, data["value"], yerr=[low, high], fmt="none", ecolor="black")
+    axis.set_xlabel("")
+    axis.tick_params(axis="x", rotation=30)
+
+
 def training_curves(runs, curves: pd.DataFrame, measurements):
+    """Per epoch the monitoring values of training (test accuracy, certified accuracy at the
+    smallest radius: float32, whose bound carries a float32 rounding allowance, so it sits
+    below the certificate); a star at the last epoch marks the certified accuracy of
+    `python -m aol certify` (float64, exported weights), the number the tables show."""
     if curves.empty:
         return empty_figure("no finished epoch")
     radii = certified_columns(curves)
@@ -169,20 +211,27 @@ def training_curves(runs, curves: pd.DataFrame, measurements):
         .dropna(subset=["accuracy"])
     )
     long["metric"] = long["metric"].map(lambda m: metric_label(m, radii, "test accuracy"))
+    families = sorted(long["family"].unique())
+    palette = dict(zip(families, sns.color_palette(n_colors=len(families)), strict=True))
     grid = sns.relplot(
         data=long,
         x="epoch",
         y="accuracy",
         hue="family",
         style="metric",
+        palette=palette,
         col="panel",
         col_wrap=min(3, long["panel"].nunique()),
         kind="line",
         errorbar="sd",
+        err_style="bars",
         height=3.2,
     )
+    if radii:
+        mark_certificates(grid, runs, curves, next(iter(radii)), palette)
     grid.set_axis_labels("epoch", "accuracy (%)")
-    grid.set_titles("{col_name}")
+    grid.set_titles("{col_name}: accuracy during training")
+    percent_axes(grid)
     return grid.figure
 
 
@@ -241,8 +290,9 @@ def certified_accuracy_vs_cost(points: pd.DataFrame, cost: str, label: str):
         )  # fmt: skip
         front = pareto_front(panel_points, cost)
         axis.step(front[cost], front["certified"], where="post", color="black", lw=1)
-        axis.set_title(f"{dataset} / {variant}")
+        axis.set_title(f"{dataset}, {variant}: certified accuracy against {label}")
         axis.set_xlabel(label)
+        axis.set_ylim(0, 100)
         axis.set_ylabel(f"certified accuracy at {PARETO_RADIUS} (%)")
         low, high = panel_points[cost].min(), panel_points[cost].max()
         if low > 0 and high / low > 20:
@@ -261,6 +311,24 @@ def certified_accuracy_vs_training_time(runs, curves, measurements):
 def certified_accuracy_vs_memory(runs, curves, measurements):
     points = model_points(runs, measurements)
     return certified_accuracy_vs_cost(points, "memory_mib", "peak training memory (MiB)")
+
+
+def mark_certificates(grid, runs: pd.DataFrame, curves: pd.DataFrame, column: str, palette):
+    """A star per family at its last epoch: the mean certified accuracy (runs.csv, from
+    certify) at the radius of ``column``."""
+    completed = runs[runs["status"] == "completed"]
+    if column not in completed:
+        return
+    last_epoch = curves.assign(panel=panel(curves)).groupby("panel")["epoch"].max()
+    certified = completed.assign(panel=panel(completed)).groupby(["panel", "family"])[column]
+    for (title, family), value in certified.mean().dropna().items():
+        axis = grid.axes_dict.get(title)
+        if axis is not None and title in last_epoch:
+            axis.plot(last_epoch[title], value, marker="*", markersize=12, linestyle="none",
+                      color=palette.get(family, "black"), markeredgecolor="black")  # fmt: skip
+    star = plt.Line2D([], [], marker="*", linestyle="none", color="grey", markersize=12)
+    label = f"certify, float64 ({column.removeprefix(CERTIFIED_PREFIX)})"
+    grid.figure.legend([star], [label], loc="lower center", bbox_to_anchor=(0.5, -0.08))
 
 
 FIGURES = {

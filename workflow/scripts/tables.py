@@ -14,6 +14,7 @@ beside it in the same measure job (and the weight transform as a share of its st
 Every table is written as CSV (numbers), Markdown, LaTeX (booktabs) and HTML (report).
 """
 
+import html
 import math
 import re
 import sys
@@ -385,11 +386,68 @@ def to_latex(display: pd.DataFrame, title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+# the report shows the HTML table as it is: without a style its cells run together
+TABLE_STYLE = """<style>
+body { font-family: sans-serif; margin: 1em; }
+table.table { border-collapse: collapse; font-size: 0.9em; }
+table.table th, table.table td { border: 1px solid #bbb; padding: 0.25em 0.6em; }
+table.table th { background: #eee; text-align: left; }
+table.table td { text-align: right; white-space: nowrap; }
+table.table td:nth-child(-n+3) { text-align: left; }
+table.table tbody tr:nth-child(even) { background: #f7f7f7; }
+dl.columns { font-size: 0.85em; }
+dl.columns dt { font-weight: bold; float: left; margin-right: 0.5em; }
+</style>"""
+
+FIXED_COLUMN_NOTES = {
+    "Dataset": "the dataset",
+    "Architecture": "the network (aol.architectures)",
+    "Family": "the layer family (aol.families)",
+    "Variant": "the training recipe of the config (variants)",
+    "Runs": "completed seeds / all seeds, and how many diverged or failed",
+    "Status": "whether the measurement completed",
+    "Clean": "clean test accuracy in %, mean ± std over the completed seeds",
+    "Train s": "training wall time in seconds, mean over the completed seeds",
+    "Source": "the paper and table of the published numbers",
+    "Train step ms": "median time of one training step (forward, backward, update)",
+    "Train vs standard": "the training step relative to the standard family's",
+    "Inference ms": "median time of one forward pass of the exported model",
+    "Inference vs standard": "inference relative to the standard family's",
+    "Weight transform ms": "median time of computing the constrained weights once",
+    "Transform / standard step": "the weight transform relative to a standard training step",
+    "Peak train MiB": "peak memory of a training step",
+    "Parameters": "trainable parameters",
+    "Device": "where it was measured",
+}
+
+
+def column_note(column: str) -> str:
+    """What a column of a displayed table holds (the HTML table lists its own columns)."""
+    if column in FIXED_COLUMN_NOTES:
+        return FIXED_COLUMN_NOTES[column]
+    base, _, suffix = column.rpartition(" ")
+    if suffix == "pub.":
+        return f"{base}: the published value"
+    if suffix == "Δ":
+        return f"{base}: reproduced mean − published value"
+    if column.startswith("CRA "):
+        return (
+            f"certified robust accuracy in % at l2 radius {column[4:]} (pixel scale [0, 1]), "
+            "mean ± std over the completed seeds; no bound: the family guarantees none"
+        )
+    return ""
+
+
 def to_html(display: pd.DataFrame, title: str) -> str:
     body = display.to_html(index=False, border=0, classes="table", na_rep="")
-    heading = f"<h2>{title}</h2>\n" if title else ""
-    head = "<!DOCTYPE html>\n<html><head><meta charset='utf-8'></head><body>\n"
-    return f"{head}{heading}{body}\n</body></html>\n"
+    heading = f"<h2>{html.escape(title)}</h2>\n" if title else ""
+    notes = "".join(
+        f"<dt>{html.escape(column)}</dt><dd>{html.escape(column_note(column))}</dd>"
+        for column in display.columns
+    )
+    head = f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'>{TABLE_STYLE}</head><body>\n"
+    legend = f"<dl class='columns'>{notes}</dl>"
+    return f"{head}{heading}{body}\n{legend}\n</body></html>\n"
 
 
 def write_all(table: pd.DataFrame, display: pd.DataFrame, title: str, output) -> None:
