@@ -8,11 +8,19 @@ from torch import nn
 
 import aol
 from aol import families
+from aol.architectures.common import ZeroChannelConcatenation
 from aol.engine.bench.layers import measure_case, output_square_mean
 from aol.engine.cost import model_multiply_adds, training_step, weight_transform
 
 
 def small_network(family):
+    """conv 3 -> 4, flatten, dense to 6; for residual families, whose layers keep their size,
+    zero channels 3 -> 4, conv 4 -> 4, flatten, dense 100 -> 100."""
+    if not family.changes_channels:
+        return nn.Sequential(
+            ZeroChannelConcatenation(4), family.conv(4, 4, 3), family.activation(),
+            nn.Flatten(), family.linear(100, 100),
+        )  # fmt: skip
     return nn.Sequential(
         family.conv(3, 4, 3), family.activation(), nn.Flatten(), family.linear(4 * 5 * 5, 6)
     )
@@ -33,7 +41,11 @@ def test_family_counts_follow_table_one_terms():
     # SOC runs 5 convolutions of max(3, 4) = 4 channels plus the Gram bound and a dense series
     assert soc == 5 * batch * 25 * 16 * 9 + 4**3 * 9 * 25 + 5 * batch * 100**2 + 100**3
     spectral = model_multiply_adds(small_network(families.get("spectral")), x)
-    assert spectral == conv * (batch + 3) // batch + 100 * 6 * (batch + 3)
+    # one Gram-iteration step on the 4x3x3x3 kernel (3x3 taps of 3x4 correlated into 5x5
+    # offsets of 3x3), six on the 6x100 matrix (the first 100x6x100, then 100x100x100 each)
+    conv_gram = 3 * 3 * 5 * 5 * 4 * 3 * 3
+    dense_gram = 100 * 100 * 6 + 5 * 100**3
+    assert spectral == conv + conv_gram + batch * 600 + dense_gram
     aol_count = model_multiply_adds(small_network(families.get("aol")), x)
     assert aol_count == conv + 4 * 9 * 81 + batch * 600 + 6 * 100**2
 
