@@ -12,8 +12,6 @@ input with the same channels (a convolution's Jacobian is defined for any size);
 legend says so. The run's checkpoint is read from the run folder beside ``result.json``.
 """
 
-from __future__ import annotations
-
 import json
 import math
 import sys
