@@ -29,10 +29,11 @@ FIGURES = [
 
 
 def smoke_sized_default(path):
-    """config/config.yaml with 1 seed, 2 epochs and a small audit: the same experiment."""
+    """config/config.yaml with 1 seed, 1 epoch and a small audit: the same experiment, every
+    registered family."""
     config = copy.deepcopy(load_config("config.yaml"))
     config["seeds"] = [0]
-    config["variants"][0]["epochs"] = 2
+    config["variants"][0]["epochs"] = 1
     config["certify"] = {"attack_points": 32, "attack_steps": 5, "attack_restarts": 1}
     config["measure"]["repeats"] = 10
     config["measure"]["warmup"] = 1
@@ -45,7 +46,7 @@ def default_run(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("default")
     config = smoke_sized_default(tmp_path / "smoke-default.yaml")
     workdir = tmp_path / "work"
-    result = run_snakemake(workdir, "--cores", "2", "--configfile", str(config), timeout=900)
+    result = run_snakemake(workdir, "--cores", "2", "--configfile", str(config), timeout=1500)
     report = None
     if result.returncode == 0:
         report = run_snakemake(
