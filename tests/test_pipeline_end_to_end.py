@@ -1,5 +1,5 @@
-"""The default pipeline end to end with the real engine (smoke-sized: 2 epochs), and an
-interrupted training that a rerun finishes without redoing its finished epochs."""
+"""The default pipeline end to end with the real engine (smoke-sized: 1 seed, 1 epoch, every
+registered family), and its report opened in a headless browser."""
 
 import copy
 
