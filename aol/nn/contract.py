@@ -24,9 +24,10 @@ parameters and implements the four methods.
 
 Why not ``torch.nn.utils.parametrize``: it fits a transform that maps a weight to a
 weight of the same convolution. SOC's transform is a filter used in a truncated
-series, Cayley's depends on the input size and lives in the Fourier domain, and
-spectral normalisation carries a power-iteration state; ``export()`` covers all of
-them with one method, and AOL's export is still a one-line fold.
+series, Cayley's (and LOT's, BRO's, Sandwich's) depends on the input size and lives in
+the Fourier domain, and SLL's and CPL's layers are residual blocks with a ReLU inside;
+``export()`` covers all of them with one method, and AOL's export is still a one-line
+fold.
 """
 
 from __future__ import annotations
