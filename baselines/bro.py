@@ -74,7 +74,13 @@ from torch import nn
 
 from aol.families import LayerFamily
 from aol.nn.bounds import FLOAT64_SLACK
-from aol.nn.contract import LipschitzConv2d, LipschitzLinear, check_image_input, plain_linear
+from aol.nn.contract import (
+    LipschitzConv2d,
+    LipschitzLinear,
+    check_image_input,
+    frozen_parameter,
+    plain_linear,
+)
 from baselines.cayley import _VersionedCache, wrapped_kernel
 
 #: ``eps`` relative to the mean diagonal of the Gram matrices (a tenth of the reference's
@@ -266,10 +272,8 @@ class BROConv2dInference(nn.Module):
         self.in_channels = layer.in_channels
         self.out_channels = layer.out_channels
         self.pad = layer.pad
-        self.weight = nn.Parameter(layer.weight.detach().clone(), requires_grad=False)
-        self.bias = None
-        if layer.bias is not None:
-            self.bias = nn.Parameter(layer.bias.detach().clone(), requires_grad=False)
+        self.weight = frozen_parameter(layer.weight)
+        self.bias = frozen_parameter(layer.bias)
         self._cache = _VersionedCache()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

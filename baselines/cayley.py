@@ -49,7 +49,13 @@ from torch import nn
 
 from aol.families import LayerFamily
 from aol.nn.bounds import frequency_norm_bound
-from aol.nn.contract import LipschitzConv2d, LipschitzLinear, check_image_input, plain_linear
+from aol.nn.contract import (
+    LipschitzConv2d,
+    LipschitzLinear,
+    check_image_input,
+    frozen_parameter,
+    plain_linear,
+)
 
 #: Safety constant of the rounding allowance (see the module docstring).
 ROUNDING_CONSTANT = 64.0
@@ -233,11 +239,9 @@ class CayleyConv2dInference(nn.Module):
         self.in_channels = layer.in_channels
         self.out_channels = layer.out_channels
         self.kernel_size = layer.kernel_size
-        self.weight = nn.Parameter(layer.weight.detach().clone(), requires_grad=False)
-        self.alpha = nn.Parameter(layer.alpha.detach().clone(), requires_grad=False)
-        self.bias = None
-        if layer.bias is not None:
-            self.bias = nn.Parameter(layer.bias.detach().clone(), requires_grad=False)
+        self.weight = frozen_parameter(layer.weight)
+        self.alpha = frozen_parameter(layer.alpha)
+        self.bias = frozen_parameter(layer.bias)
         self._cache = _VersionedCache()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

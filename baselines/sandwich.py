@@ -40,7 +40,12 @@ from torch import nn
 
 from aol.families import LayerFamily
 from aol.nn.bounds import FLOAT64_SLACK
-from aol.nn.contract import LipschitzConv2d, LipschitzLinear, check_image_input
+from aol.nn.contract import (
+    LipschitzConv2d,
+    LipschitzLinear,
+    check_image_input,
+    frozen_parameter,
+)
 from baselines.cayley import (
     _VersionedCache,
     cayley,
@@ -146,11 +151,9 @@ class SandwichConv2dInference(nn.Module):
     def __init__(self, layer: SandwichConv2d) -> None:
         super().__init__()
         self.in_channels = layer.in_channels
-        self.weight = nn.Parameter(layer.weight.detach().clone(), requires_grad=False)
-        self.alpha = nn.Parameter(layer.alpha.detach().clone(), requires_grad=False)
-        self.bias = None
-        if layer.bias is not None:
-            self.bias = nn.Parameter(layer.bias.detach().clone(), requires_grad=False)
+        self.weight = frozen_parameter(layer.weight)
+        self.alpha = frozen_parameter(layer.alpha)
+        self.bias = frozen_parameter(layer.bias)
         self._cache = _VersionedCache()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -219,9 +222,7 @@ class SandwichLinearInference(nn.Module):
         super().__init__()
         with torch.no_grad():
             self.matrix = nn.Parameter(layer.weight_transform().detach(), requires_grad=False)
-        self.bias = None
-        if layer.bias is not None:
-            self.bias = nn.Parameter(layer.bias.detach().clone(), requires_grad=False)
+        self.bias = frozen_parameter(layer.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return sandwich_dense_forward(x, self.matrix, self.bias)

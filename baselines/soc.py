@@ -40,7 +40,13 @@ from torch import nn
 
 from aol.families import LayerFamily
 from aol.nn.bounds import exponential_tail, frequency_norm_bound, gram_row_sum_bound
-from aol.nn.contract import LipschitzConv2d, LipschitzLinear, check_image_input, plain_linear
+from aol.nn.contract import (
+    LipschitzConv2d,
+    LipschitzLinear,
+    check_image_input,
+    frozen_parameter,
+    plain_linear,
+)
 
 #: Series degrees of the reference code (SOC HEAD; 1LLC: "5 terms in training, 12 at inference").
 TRAIN_TERMS = 5
@@ -192,8 +198,8 @@ class SOCConv2dInference(nn.Module):
 
     def __init__(self, filter_, bias, terms: int, in_channels: int, out_channels: int) -> None:
         super().__init__()
-        self.filter = nn.Parameter(filter_.detach().clone(), requires_grad=False)
-        self.bias = None if bias is None else nn.Parameter(bias.detach().clone(), False)
+        self.filter = frozen_parameter(filter_)
+        self.bias = frozen_parameter(bias)
         self.terms = terms
         self.in_channels = in_channels
         self.out_channels = out_channels

@@ -109,6 +109,14 @@ def same_conv2d(
     return F.conv2d(padded, weight, bias, stride=pair(stride), dilation=pair(dilation))
 
 
+def frozen_parameter(tensor: torch.Tensor | None) -> nn.Parameter | None:
+    """A detached copy of ``tensor`` as a parameter without gradient (None stays None): how an
+    exported inference module keeps a layer's weights."""
+    if tensor is None:
+        return None
+    return nn.Parameter(tensor.detach().clone(), requires_grad=False)
+
+
 def plain_linear(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
     """A plain ``nn.Linear`` holding copies of ``weight`` and ``bias`` (for ``export()``)."""
     out_features, in_features = weight.shape
