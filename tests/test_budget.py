@@ -71,7 +71,31 @@ def test_calibration_times_training_steps_and_names_the_device(tmp_path, capsys)
     assert calibration["device_name"].startswith("cpu")
     assert (calibration["timed_steps"], calibration["warmup_steps"]) == (3, 1)
     assert calibration["batch_size"] == BATCH and calibration["augment"] is False
+    assert calibration["precision"] == "fp32" and calibration["channels_last"] is False
+    # 3 timed steps in 3 chunks of one, the median chunk gives the time per step
+    assert calibration["chunk_steps"] == [1, 1, 1] and len(calibration["chunk_seconds"]) == 3
+    assert calibration["seconds_per_step"] == sorted(calibration["chunk_seconds"])[1]
     assert json.loads(capsys.readouterr().out)["seconds_per_epoch"] > 0
+    # a bf16 calibration times bf16 steps and says so (a bf16 budget run needs it)
+    assert main([*arguments, "--steps", "2", "--warmup", "0", "--precision", "bf16"]) == 0
+    assert json.loads(out.read_text())["precision"] == "bf16"
+
+
+@pytest.mark.parametrize(
+    "steps, sizes", [(20, [4, 4, 4, 4, 4]), (7, [1, 1, 2, 1, 2]), (3, [1, 1, 1]), (1, [1])]
+)
+def test_calibration_chunks_cover_the_timed_steps(steps, sizes):
+    assert budget.chunk_sizes(steps) == sizes and sum(sizes) == steps
+
+
+def test_a_slow_chunk_does_not_move_the_calibrated_step_time():
+    # four chunks of 4 steps at 0.1 s per step, one slowed down 10x by another process
+    seconds = [0.4, 0.41, 4.0, 0.39, 0.4]
+    assert budget.median_seconds_per_step(seconds, [4] * 5) == pytest.approx(0.1)
+    # the mean would have said 0.28 s per step: 2.8x the epochs' real time
+    assert sum(seconds) / 20 == pytest.approx(0.28)
+    with pytest.raises(ValueError):
+        budget.median_seconds_per_step([0.4], [4, 4])
 
 
 def test_budget_run_derives_its_epochs_and_schedule_from_the_calibration(tmp_path, capsys):
@@ -138,6 +162,9 @@ def test_resumed_budget_run_keeps_its_epochs_after_a_kill(tmp_path):
         ([], {"batch_size": 50}, "batch_size 50"),
         ([], {"seconds_per_epoch": 0}, "not a calibration"),
         ([], {"status": "failed"}, "the calibration job failed"),
+        # a file without a precision timed fp32 steps; a bf16 run needs a bf16 calibration
+        (["--precision", "bf16"], {}, "precision 'fp32' (run: 'bf16')"),
+        ([], {"precision": "bf16"}, "precision 'bf16' (run: 'fp32')"),
     ],
 )
 def test_bad_budget_arguments_fail_before_any_work(

@@ -164,7 +164,7 @@ def test_budget_pipeline_calibrates_then_trains_the_derived_epochs(tmp_path):
     assert result.returncode == 0, result.stderr[-4000:]
     runs = workdir / "results/runs/digits/aol-digits/aol"
     calibrations = workdir / "results/tiny-budget/calibration/digits/aol-digits/aol"
-    calibration = json.loads((calibrations / "calibration_digits_batch300.json").read_text())
+    calibration = json.loads((calibrations / "calibration_digits_batch300_fp32.json").read_text())
     assert calibration["device_name"].startswith("cpu") and calibration["timed_steps"] == 2
     trained = json.loads((runs / "tiny/seed0/result.json").read_text())
     assert trained["budget_seconds"] == 2.0  # 4 s times budget_scale 0.5
@@ -173,3 +173,32 @@ def test_budget_pipeline_calibrates_then_trains_the_derived_epochs(tmp_path):
     assert trained["budget"]["calibrated_epoch_seconds"] == calibration["seconds_per_epoch"]
     table = pd.read_csv(workdir / "results/tiny-budget/tables/tiny_budget.csv")
     assert table.loc[0, "budget_seconds"] == 2.0 and table.loc[0, "epochs_mean"] == expected
+
+
+def test_a_bf16_budget_variant_is_calibrated_and_trained_in_bf16(tmp_path):
+    """A variant's precision reaches both the calibration job (its own file) and the train
+    job; an fp32 variant's commands carry no --precision (the engine's default)."""
+    from pipeline_support import run_snakemake, write_config
+
+    config = {
+        "seeds": [0],
+        "variants": [{"name": "fast", "recipe": "digits", "budget_seconds": 4},
+                     {"name": "half", "recipe": "digits", "budget_seconds": 4,
+                      "precision": "bf16"}],
+        "experiments": [{"name": "precisions", "dataset": "digits",
+                         "architectures": ["aol-digits"], "families": ["aol"],
+                         "variants": ["fast", "half"]}],
+    }  # fmt: skip
+    path = write_config(tmp_path / "precisions.yaml", config)
+    result = run_snakemake(tmp_path / "work", "-n", "-p", "--configfile", str(path))
+    assert result.returncode == 0, result.stderr[-4000:]
+    commands = [line for line in result.stdout.splitlines() if "-m aol " in line]
+    calibrations = [line for line in commands if " calibrate " in line]
+    assert len(calibrations) == 2
+    assert sum("calibration_digits_batch50_bf16.json" in line for line in calibrations) == 1
+    for line in calibrations:
+        assert ("--precision bf16" in line) == ("_bf16.json" in line)
+        assert ("--precision fp32" in line) == ("_fp32.json" in line)
+    trains = {line.split("/aol/")[1].split("/")[0]: line for line in commands if " train " in line}
+    assert "--precision bf16" in trains["half"] and "_bf16.json" in trains["half"]
+    assert "--precision" not in trains["fast"] and "_fp32.json" in trains["fast"]

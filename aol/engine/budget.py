@@ -6,8 +6,12 @@ from the measured throughput: epochs = floor(budget / seconds per epoch). This m
 the same on the device at hand:
 
 * ``calibrate`` times real training steps of a run (the run's data order, batched
-  augmentation, loss and SGD step, after warm-up and compilation, synchronised) and returns
-  the seconds per epoch, with the device's name (a calibration holds for one device);
+  augmentation, precision and memory layout, loss and SGD step, after warm-up and
+  compilation, synchronised) and returns the seconds per epoch, with the device's name (a
+  calibration holds for one device). The timed steps are cut into chunks, each synchronised
+  at both ends, and the median chunk gives the time per step: a chunk slowed down by
+  something else on the machine (another process, the garbage collector) does not move it;
+
 * ``plan`` turns a budget and a calibration into a ``BudgetPlan``: the planned epochs
   (the nearest whole number, at least 1), which become the recipe's epochs, so the
   learning-rate schedule follows them. The plan is part of the run's identity; a resumed
@@ -34,7 +38,17 @@ from aol.engine.runtime import environment, synchronise
 from aol.loss import OffsetCrossEntropy
 
 #: the keys of a calibration that must equal the run's for the calibration to apply
-CALIBRATION_MATCH_KEYS = ("dataset", "architecture", "family", "batch_size", "augment")
+CALIBRATION_MATCH_KEYS = (
+    "dataset",
+    "architecture",
+    "family",
+    "batch_size",
+    "augment",
+    "precision",
+)
+
+#: the timed steps are cut into at most this many chunks (``chunk_sizes``)
+CALIBRATION_CHUNKS = 5
 
 
 class CalibrationError(ValueError):
@@ -85,7 +99,7 @@ def resumed_plan(new_plan: BudgetPlan, saved_identity: dict | None) -> BudgetPla
 
 def read_calibration(path: str, expected: dict) -> dict:
     """The calibration file at ``path``; CalibrationError when it cannot be read or was
-    made for another (dataset, architecture, family, batch size, augmentation)."""
+    made for another (dataset, architecture, family, batch size, augmentation, precision)."""
     try:
         with open(path) as stream:
             calibration = json.load(stream)
@@ -95,6 +109,7 @@ def read_calibration(path: str, expected: dict) -> dict:
         raise CalibrationError(f"the calibration job failed ({path}; see its log)")
     if not isinstance(calibration, dict) or not calibration.get("seconds_per_epoch", 0) > 0:
         raise CalibrationError(f"{path} is not a calibration (no seconds_per_epoch > 0)")
+    calibration.setdefault("precision", "fp32")  # files written before it was recorded
     different = [
         f"{key} {calibration.get(key)!r} (run: {expected[key]!r})"
         for key in CALIBRATION_MATCH_KEYS
@@ -105,14 +120,32 @@ def read_calibration(path: str, expected: dict) -> dict:
     return calibration
 
 
-def calibration_key(dataset: str, architecture: str, family: str, recipe) -> dict:
+def calibration_key(
+    dataset: str, architecture: str, family: str, recipe, precision: str = "fp32"
+) -> dict:
     return dict(
         dataset=dataset,
         architecture=architecture,
         family=family,
         batch_size=recipe.batch_size,
         augment=recipe.augment,
+        precision=precision,
     )
+
+
+def chunk_sizes(steps: int, chunks: int = CALIBRATION_CHUNKS) -> list[int]:
+    """``steps`` cut into ``min(chunks, steps)`` chunks of (nearly) equal size."""
+    count = max(1, min(chunks, steps))
+    return [steps * (index + 1) // count - steps * index // count for index in range(count)]
+
+
+def median_seconds_per_step(chunk_seconds: list[float], chunk_steps: list[int]) -> float:
+    """The median of the chunks' seconds per step (the lower median for an even count)."""
+    if not chunk_seconds or len(chunk_seconds) != len(chunk_steps):
+        raise ValueError("one time per chunk is needed")
+    pairs = zip(chunk_seconds, chunk_steps, strict=True)
+    per_step = sorted(seconds / steps for seconds, steps in pairs)
+    return per_step[(len(per_step) - 1) // 2]
 
 
 def _endless_batches(dataset: data.Dataset, recipe, augmentation, seed: int, device):
@@ -140,17 +173,29 @@ def calibrate(
     warmup: int = 5,
     compile_step: bool = False,
     data_dir: str = "data",
+    channels_last: bool = False,
 ) -> dict:
     """Seconds per epoch of training ``key`` (``calibration_key``) with ``recipe`` on
-    ``device``: ``warmup`` untimed steps (compilation), then ``steps`` timed ones, each with
-    its augmentation, loss accumulation and SGD step, synchronised at both ends."""
-    from aol.engine.train import make_optimiser, training_step  # train imports this module
+    ``device``: ``warmup`` untimed steps (compilation), then ``steps`` timed ones in the
+    run's precision (``key["precision"]``) and layout, each with its augmentation, loss
+    accumulation and SGD step, in ``chunk_sizes(steps)`` chunks synchronised at both ends;
+    the median chunk's time per step makes the epoch time."""
+    from aol.engine.train import tf32_settings  # train imports this module
+
+    with tf32_settings(key["precision"]):
+        return _calibrate(key, recipe, device, steps, warmup, compile_step, data_dir, channels_last)
+
+
+def _calibrate(key, recipe, device, steps, warmup, compile_step, data_dir, channels_last):
+    from aol.engine.train import make_optimiser, step_autocast, training_step
 
     info = data.info(key["dataset"])
     dataset = data.load(key["dataset"], data_dir).to(device)
     identity = run_identity(key["dataset"], key["architecture"], key["family"], 0, "", {})
     torch.manual_seed(0)
     model = build_model(identity).to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
     step_model = torch.compile(model, mode="reduce-overhead") if compile_step else model
     optimiser = make_optimiser(model, recipe)
     loss_fn = OffsetCrossEntropy(recipe.offset, recipe.temperature)
@@ -161,20 +206,27 @@ def calibrate(
     # the sums a training epoch keeps (aol.engine.train.train_epoch), kept here too
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
     correct = torch.zeros((), device=device, dtype=torch.int64)
+    autocast = step_autocast(key["precision"], device)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
     model.train()
 
     def run_steps(count: int) -> None:
         for images, labels in itertools.islice(batches, count):
-            loss, scores = training_step(step_model, optimiser, loss_fn, images, labels)
+            images = images.contiguous(memory_format=layout)
+            loss, scores = training_step(step_model, optimiser, loss_fn, images, labels, autocast)
             loss_sum.add_(loss.double() * len(labels))
             correct.add_((scores.argmax(1) == labels).sum())
 
     run_steps(warmup)
-    synchronise(device)
-    begin = time.perf_counter()
-    run_steps(steps)
-    synchronise(device)
-    seconds_per_step = (time.perf_counter() - begin) / steps
+    chunk_steps = chunk_sizes(steps)
+    chunk_seconds = []
+    for count in chunk_steps:
+        synchronise(device)
+        begin = time.perf_counter()
+        run_steps(count)
+        synchronise(device)
+        chunk_seconds.append(time.perf_counter() - begin)
+    seconds_per_step = median_seconds_per_step(chunk_seconds, chunk_steps)
     steps_per_epoch = math.ceil(len(dataset.train_labels) / recipe.batch_size)
     return {
         **key,
@@ -183,6 +235,9 @@ def calibrate(
         "compiled": compile_step,
         "warmup_steps": warmup,
         "timed_steps": steps,
+        "channels_last": channels_last,
+        "chunk_steps": chunk_steps,
+        "chunk_seconds": chunk_seconds,
         "seconds_per_step": seconds_per_step,
         "steps_per_epoch": steps_per_epoch,
         "seconds_per_epoch": seconds_per_step * steps_per_epoch,

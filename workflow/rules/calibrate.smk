@@ -12,7 +12,9 @@ rule calibrate:
     output:
         calibration=CALIBRATION_FILE,
     log:
-        config_log("calibrate/{dataset}/{architecture}/{family}/{recipe}_batch{batch_size}.log"),
+        config_log(
+            "calibrate/{dataset}/{architecture}/{family}/{recipe}_batch{batch_size}_{precision}.log"
+        ),
     conda:
         SOFTWARE_ENVIRONMENT
     threads: job_threads  # the train jobs' threads: it times their steps

@@ -251,7 +251,8 @@ RUN_PATH = "{dataset}/{architecture}/{family}/{variant}/seed{seed}"
 CERTIFY_FILE = config_output(f"certify/{RUN_PATH}/certify.json")
 MEASURE_FILE = config_output("measure/{dataset}/{architecture}/measure_batch{batch_size}.json")
 CALIBRATION_FILE = config_output(
-    "calibration/{dataset}/{architecture}/{family}/calibration_{recipe}_batch{batch_size}.json"
+    "calibration/{dataset}/{architecture}/{family}/"
+    "calibration_{recipe}_batch{batch_size}_{precision}.json"
 )
 TABLE_FORMATS = ["csv", "md", "tex", "html"]
 FIGURES = [
@@ -398,6 +399,8 @@ def train_arguments(wildcards):
     ):
         if variant.get(key) is not None:
             arguments += [f"--{key.replace('_', '-')}", str(variant[key])]
+    if variant["precision"] != "fp32":  # the engine's default: fp32 runs keep their command
+        arguments += ["--precision", variant["precision"]]
     if budget_seconds(variant) is not None:
         arguments += ["--budget-seconds", repr(budget_seconds(variant))]
         arguments += ["--calibration", calibration_file(wildcards)]
@@ -443,6 +446,7 @@ def calibration_file(wildcards):
         family=wildcards.family,
         recipe=recipe_name,
         batch_size=batch_size,
+        precision=variant["precision"],
     )
 
 
@@ -458,6 +462,7 @@ def train_inputs(wildcards):
 def calibrate_arguments(wildcards):
     """Flags of `python -m aol calibrate` besides the run's dataset/architecture/family."""
     arguments = ["--recipe", wildcards.recipe, "--batch-size", wildcards.batch_size]
+    arguments += ["--precision", wildcards.precision]
     arguments += ["--device", config["device"], "--data-dir", config["data_dir"]]
     for key in ("steps", "warmup"):
         arguments += [f"--{key}", str(config["calibration"][key])]

@@ -9,17 +9,22 @@ import torch
 
 from aol.engine import budget, recipes
 from aol.engine.commands import UsageError, common
-from aol.engine.commands.train import resolve_compile
+from aol.engine.commands.train import (
+    add_precision_arguments,
+    resolve_channels_last,
+    resolve_compile,
+)
 from aol.engine.run_folder import RunFolderError, check_output_file_path
 from aol.engine.runtime import write_json_atomically
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = (
-        "Time --steps training steps (data order, augmentation, loss and SGD step of a run "
-        "with the recipe) after --warmup untimed ones (compilation), synchronised, and write "
-        "the seconds per epoch on this device to FILE.json; python -m aol train "
-        "--budget-seconds S --calibration FILE.json derives its epochs from it."
+        "Time --steps training steps (data order, augmentation, precision, loss and SGD step "
+        "of a run with the recipe) after --warmup untimed ones (compilation), in 5 chunks "
+        "synchronised at both ends, and write the seconds per epoch on this device (the "
+        "median chunk's time per step) to FILE.json; python -m aol train --budget-seconds S "
+        "--calibration FILE.json derives its epochs from it."
     )
     parser.add_argument("--dataset", required=True, help="digits | cifar10 | cifar100")
     parser.add_argument("--architecture", required=True)
@@ -38,6 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", default="data", help="where CIFAR lives (default: data)")
     parser.add_argument("--threads", type=common.threads, help="torch CPU threads")
     parser.add_argument("--compile", choices=("auto", "on", "off"), default="auto")
+    add_precision_arguments(parser, "timed")
 
 
 def run(arguments: argparse.Namespace) -> int:
@@ -53,7 +59,7 @@ def run(arguments: argparse.Namespace) -> int:
     if arguments.threads:
         torch.set_num_threads(arguments.threads)
     key = budget.calibration_key(
-        arguments.dataset, arguments.architecture, arguments.family, recipe
+        arguments.dataset, arguments.architecture, arguments.family, recipe, arguments.precision
     )
     calibration = budget.calibrate(
         key,
@@ -63,6 +69,7 @@ def run(arguments: argparse.Namespace) -> int:
         warmup=arguments.warmup,
         compile_step=resolve_compile(arguments.compile, device),
         data_dir=arguments.data_dir,
+        channels_last=resolve_channels_last(arguments.channels_last, device, arguments.precision),
     )
     write_json_atomically(arguments.out, calibration)
     summary = ("family", "device_name", "seconds_per_step", "seconds_per_epoch")

@@ -64,13 +64,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="CUDA graphs for the training step via torch.compile(mode='reduce-overhead'); "
         "auto (default) = on for CUDA, off for CPU",
     )
+    add_precision_arguments(parser, "trained")
+
+
+def add_precision_arguments(parser: argparse.ArgumentParser, verb: str) -> None:
+    """--precision and --channels-last (train, and calibrate, which times the same steps)."""
     parser.add_argument(
         "--precision",
         choices=PRECISIONS,
         default="fp32",
-        help="training arithmetic (part of the run's identity): fp32 (default; TF32 off), "
-        "tf32 (TF32 matmuls and convolutions, CUDA only), bf16 (bfloat16 autocast; the AOL "
-        "rescaling stays float32); certification is float64 whatever the precision",
+        help=f"arithmetic of the {verb} steps (part of a run's and a calibration's identity): "
+        "fp32 (default; TF32 off), tf32 (TF32 matmuls and convolutions, CUDA only), bf16 "
+        "(bfloat16 autocast; the AOL rescaling stays float32); certification is float64 "
+        "whatever the precision",
     )
     parser.add_argument(
         "--channels-last",
@@ -187,7 +193,7 @@ def budget_from_arguments(
     if arguments.epochs is not None:
         raise UsageError("give either --epochs or --budget-seconds, not both")
     key = budget.calibration_key(
-        arguments.dataset, arguments.architecture, arguments.family, recipe
+        arguments.dataset, arguments.architecture, arguments.family, recipe, arguments.precision
     )
     try:
         calibration = budget.read_calibration(arguments.calibration, key)
