@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from pipeline_support import REPOSITORY, load_config, snakemake_command, write_config
+from pipeline_support import REPOSITORY, snakemake_command, write_config
 
 import aol.families
 
@@ -70,20 +70,39 @@ def our_queued_jobs(before: set[str]) -> set[str]:
     return set(answer.stdout.split()) - before
 
 
-def smoke_on_slurm(workdir, *extra):
-    """The smoke config through the SLURM profile as a user runs it: no thread, memory or
-    status-command override (the profile and config/ decide; the cluster has no accounting);
-    only a shorter first wait before status checks and the logs of successful jobs kept."""
+#: what the SLURM test runs: the smoke config with two families and one epoch (the engine
+#: jobs are the same kind for every family; the end-to-end test runs every family locally)
+SMALL_SMOKE = {
+    "name": "smoke",
+    "variants": [{"name": "smoke", "recipe": "digits", "epochs": 1}],
+    "experiments": [
+        {
+            "name": "smoke",
+            "dataset": "digits",
+            "architectures": ["aol-digits"],
+            "families": ["aol", "standard"],
+            "variants": ["smoke"],
+        }
+    ],
+}
+
+
+def smoke_on_slurm(workdir, *overrides):
+    """config/smoke.yaml, made smaller (SMALL_SMOKE) and then by ``overrides`` (config
+    files), through the SLURM profile as a user runs it: no thread, memory or status-command
+    override (the profile and config/ decide; the cluster has no accounting); only a shorter
+    first wait before status checks and the logs of successful jobs kept."""
+    small = write_config(workdir.parent / "small-smoke.yaml", SMALL_SMOKE)
+    configs = [REPOSITORY / "config" / "smoke.yaml", small, *overrides]
     return snakemake_command(
         workdir,
         "--configfile",
-        str(REPOSITORY / "config" / "smoke.yaml"),
+        *map(str, configs),
         "--profile",
         str(REPOSITORY / "profiles" / "slurm"),
         "--slurm-init-seconds-before-status-checks",
         "5",
         "--slurm-keep-successful-logs",
-        *extra,
     )
 
 
@@ -94,7 +113,7 @@ def test_a_job_no_node_can_run_stops_before_any_submission(tmp_path):
     too_big["job_resources"]["digits"]["runtime"] = {"train": 5, "certify": 5, "measure": 5}
     config = write_config(tmp_path / "too-big.yaml", too_big)
     result = subprocess.run(
-        smoke_on_slurm(tmp_path / "work", "--configfile", str(config)),
+        smoke_on_slurm(tmp_path / "work", config),
         cwd=REPOSITORY,
         capture_output=True,
         text=True,
@@ -149,7 +168,7 @@ def test_smoke_pipeline_on_slurm(tmp_path):
         smoke_on_slurm(workdir), cwd=REPOSITORY, capture_output=True, text=True, timeout=1200
     )
     assert result.returncode == 0, result.stderr[-4000:]
-    families = set(load_config("smoke.yaml")["experiments"][0]["families"])
+    families = set(SMALL_SMOKE["experiments"][0]["families"])
     assert families <= set(aol.families.names())
     tables = workdir / "results/smoke/tables"
     smoke = pd.read_csv(tables / "smoke.csv")
