@@ -48,6 +48,7 @@ from torch import nn
 
 from aol.families import LayerFamily
 from aol.nn.bounds import FLOAT64_SLACK, frequency_norm_bound, gram_row_sum_bound
+from aol.nn.cache import EvalModeCache
 from aol.nn.contract import (
     LipschitzConv2d,
     LipschitzLinear,
@@ -56,7 +57,6 @@ from aol.nn.contract import (
     plain_linear,
     same_size_conv2d,
 )
-from baselines.cayley import _VersionedCache
 
 #: Björck iterations of the convolution (BCOP paper Sec. 4; 1LLC's BCOP uses the same).
 ITERATIONS = 20
@@ -144,7 +144,7 @@ def conv_norm_bound(kernel: torch.Tensor) -> float:
         return norm * (1.0 + FLOAT64_SLACK)
 
 
-class _BjorckBase:
+class _BjorckBase(EvalModeCache):
     """Options, eval-mode cache and bound shared by the conv and dense BCOP layers."""
 
     options = ("iterations",)
@@ -166,10 +166,6 @@ class _BjorckBase:
         """The transform of the current parameters, without gradient, computed once."""
         return self._cache.get(None, tuple(self.parameters()), self.weight_transform)
 
-    def train(self, mode: bool = True):
-        self._cache.clear()
-        return super().train(mode)
-
 
 class BCOPConv2d(_BjorckBase, LipschitzConv2d):
     """Orthogonal (circular padding) or 1-Lipschitz (zero padding) BCOP convolution."""
@@ -177,7 +173,7 @@ class BCOPConv2d(_BjorckBase, LipschitzConv2d):
     padding_modes = ("circular", "zeros")
 
     def _add_state(self, device, dtype) -> None:
-        self._cache = _VersionedCache()
+        super()._add_state(device, dtype)
         k1, k2 = self.kernel_size
         self.projectors = None
         if k1 * k2 > 1:
@@ -225,9 +221,6 @@ class BCOPLinear(_BjorckBase, LipschitzLinear):
     the dense layer of the BCOP paper)."""
 
     default_iterations = DENSE_ITERATIONS
-
-    def _add_state(self, device, dtype) -> None:
-        self._cache = _VersionedCache()
 
     def reset_parameters(self) -> None:
         nn.init.orthogonal_(self.weight)

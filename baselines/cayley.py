@@ -49,6 +49,7 @@ from torch import nn
 
 from aol.families import LayerFamily
 from aol.nn.bounds import frequency_norm_bound
+from aol.nn.cache import EvalModeCache, VersionedCache
 from aol.nn.contract import (
     LipschitzConv2d,
     LipschitzLinear,
@@ -132,44 +133,19 @@ def apply_frequency_weights(x: torch.Tensor, weights: torch.Tensor, bias) -> tor
     return y if bias is None else y + bias[None, :, None, None]
 
 
-class _VersionedCache:
-    """Results keyed by input size, valid while the given tensors are unchanged."""
-
-    def __init__(self) -> None:
-        self.entries: dict = {}
-        self.stamp = None
-
-    @staticmethod
-    def _stamp(tensors) -> tuple:
-        return tuple((t.data_ptr(), t._version, t.dtype, t.device, tuple(t.shape)) for t in tensors)
-
-    def get(self, key, tensors, compute):
-        stamp = self._stamp(tensors)
-        if stamp != self.stamp:
-            self.entries.clear()
-            self.stamp = stamp
-        if key not in self.entries:
-            with torch.no_grad():
-                self.entries[key] = compute()
-        return self.entries[key]
-
-    def clear(self) -> None:
-        self.entries.clear()
-        self.stamp = None
-
-
 def cayley_lipschitz_bound(weight: torch.Tensor, alpha: torch.Tensor) -> float:
     """1 + the rounding allowance for a Cayley layer of ``weight`` (``[out, in, ...]``)."""
     channels = max(weight.shape[0], weight.shape[1])
     return 1.0 + rounding_allowance(weight.dtype, channels, scale_bound(weight, alpha))
 
 
-class _CayleyBase:
-    """Initialisation, cache reset and bound shared by the conv and dense Cayley layers."""
+class _CayleyBase(EvalModeCache):
+    """``alpha``, initialisation, eval-mode cache and bound shared by the conv and dense Cayley
+    layers."""
 
     def _add_state(self, device, dtype) -> None:
+        super()._add_state(device, dtype)
         self.alpha = nn.Parameter(torch.empty((), device=device, dtype=dtype))
-        self._cache = _VersionedCache()
         self.last_input_size: tuple[int, int] | None = None
 
     def reset_parameters(self) -> None:
@@ -182,10 +158,6 @@ class _CayleyBase:
         if self.bias is not None:
             nn.init.uniform_(self.bias, -bound, bound)
         self._cache.clear()
-
-    def train(self, mode: bool = True):
-        self._cache.clear()
-        return super().train(mode)
 
     def lipschitz_bound(self) -> float:
         return cayley_lipschitz_bound(self.weight, self.alpha)
@@ -200,9 +172,7 @@ class CayleyConv2d(_CayleyBase, LipschitzConv2d):
 
     def frequency_weights(self, height: int, width: int) -> torch.Tensor:
         """The transformed weights for an input size; cached (no gradient) in eval mode."""
-        if self.training:
-            return frequency_weights(self.weight, self.alpha, height, width)
-        return self._cache.get(
+        return self.cached(
             (height, width),
             (self.weight, self.alpha),
             lambda: frequency_weights(self.weight, self.alpha, height, width),
@@ -242,7 +212,7 @@ class CayleyConv2dInference(nn.Module):
         self.weight = frozen_parameter(layer.weight)
         self.alpha = frozen_parameter(layer.alpha)
         self.bias = frozen_parameter(layer.bias)
-        self._cache = _VersionedCache()
+        self._cache = VersionedCache()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_image_input(x, self.in_channels)
@@ -262,9 +232,7 @@ class CayleyLinear(_CayleyBase, LipschitzLinear):
     """Dense layer ``y = cayley(alpha W / ||W||_F) x + b`` (orthogonal columns or rows)."""
 
     def orthogonal_weight(self) -> torch.Tensor:
-        if self.training:
-            return self.weight_transform()
-        return self._cache.get(None, (self.weight, self.alpha), self.weight_transform)
+        return self.cached(None, (self.weight, self.alpha), self.weight_transform)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.orthogonal_weight(), self.bias)

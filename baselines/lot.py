@@ -53,6 +53,7 @@ from torch import nn
 
 from aol.families import LayerFamily
 from aol.nn.bounds import FLOAT64_SLACK
+from aol.nn.cache import EvalModeCache
 from aol.nn.contract import (
     LipschitzConv2d,
     LipschitzLinear,
@@ -60,7 +61,7 @@ from aol.nn.contract import (
     plain_conv2d,
     plain_linear,
 )
-from baselines.cayley import _VersionedCache, apply_frequency_weights, wrapped_kernel
+from baselines.cayley import apply_frequency_weights, wrapped_kernel
 
 #: Newton-Schulz steps (LOT paper Sec. 4 and 1LLC: 10 in training and evaluation).
 ITERATIONS = 10
@@ -123,7 +124,7 @@ def conv_lipschitz_bound(weight: torch.Tensor) -> float:
     return (1.0 + NEWTON_SCHULZ_SLACK) * (1.0 + unit_roundoff * math.sqrt(rank))
 
 
-class _LOTBase:
+class _LOTBase(EvalModeCache):
     """Options, eval-mode cache and initialisation shared by the LOT conv and dense layers."""
 
     options = ("iterations",)
@@ -135,9 +136,6 @@ class _LOTBase:
             raise ValueError(f"iterations must be >= 1, got {iterations}")
         self.iterations = iterations
 
-    def _add_state(self, device, dtype) -> None:
-        self._cache = _VersionedCache()
-
     def reset_parameters(self) -> None:
         # the reference: Dirac (identity) kernel for square layers, torch's default otherwise
         if self.weight.shape[0] == self.weight.shape[1]:
@@ -147,10 +145,6 @@ class _LOTBase:
         if self.bias is not None:
             nn.init.zeros_(self.bias)
         self._cache.clear()
-
-    def train(self, mode: bool = True):
-        self._cache.clear()
-        return super().train(mode)
 
 
 class LOTConv2d(_LOTBase, LipschitzConv2d):
@@ -170,9 +164,7 @@ class LOTConv2d(_LOTBase, LipschitzConv2d):
 
     def pointwise_matrix(self) -> torch.Tensor:
         """The polar factor of a 1x1 kernel: recomputed while training, else cached."""
-        if self.training:
-            return newton_schulz_polar(self.weight[:, :, 0, 0], self.iterations)
-        return self._cache.get(
+        return self.cached(
             None,
             (self.weight,),
             lambda: newton_schulz_polar(self.weight[:, :, 0, 0], self.iterations),

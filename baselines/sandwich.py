@@ -40,18 +40,14 @@ from torch import nn
 
 from aol.families import LayerFamily
 from aol.nn.bounds import FLOAT64_SLACK
+from aol.nn.cache import EvalModeCache, VersionedCache
 from aol.nn.contract import (
     LipschitzConv2d,
     LipschitzLinear,
     check_image_input,
     frozen_parameter,
 )
-from baselines.cayley import (
-    _VersionedCache,
-    cayley,
-    cayley_lipschitz_bound,
-    frequency_weights,
-)
+from baselines.cayley import cayley, cayley_lipschitz_bound, frequency_weights
 
 SQRT2 = math.sqrt(2.0)
 
@@ -76,12 +72,12 @@ def _frequency_product(x: torch.Tensor, matrices: torch.Tensor) -> torch.Tensor:
     return torch.fft.irfft2(product, s=(height, width))
 
 
-class _SandwichBase:
-    """``alpha``, initialisation and cache reset shared by the conv and dense layers."""
+class _SandwichBase(EvalModeCache):
+    """``alpha``, initialisation and eval-mode cache shared by the conv and dense layers."""
 
     def _add_state(self, device, dtype) -> None:
+        super()._add_state(device, dtype)
         self.alpha = nn.Parameter(torch.empty((), device=device, dtype=dtype))
-        self._cache = _VersionedCache()
 
     def reset_parameters(self) -> None:
         # acfr/LBDN@d81ed68 layer.py: xavier_normal_ weights, alpha = ||W||, zero bias
@@ -91,10 +87,6 @@ class _SandwichBase:
         if self.bias is not None:
             nn.init.zeros_(self.bias)
         self._cache.clear()
-
-    def train(self, mode: bool = True):
-        self._cache.clear()
-        return super().train(mode)
 
 
 class SandwichConv2d(_SandwichBase, LipschitzConv2d):
@@ -111,9 +103,7 @@ class SandwichConv2d(_SandwichBase, LipschitzConv2d):
 
     def frequency_weights(self, height: int, width: int) -> torch.Tensor:
         """``[A(f) B(f)]`` of an input size; cached (no gradient) in eval mode."""
-        if self.training:
-            return frequency_weights(self.weight, self.alpha, height, width)
-        return self._cache.get(
+        return self.cached(
             (height, width),
             (self.weight, self.alpha),
             lambda: frequency_weights(self.weight, self.alpha, height, width),
@@ -154,7 +144,7 @@ class SandwichConv2dInference(nn.Module):
         self.weight = frozen_parameter(layer.weight)
         self.alpha = frozen_parameter(layer.alpha)
         self.bias = frozen_parameter(layer.bias)
-        self._cache = _VersionedCache()
+        self._cache = VersionedCache()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_image_input(x, self.in_channels)
@@ -191,9 +181,7 @@ class SandwichLinear(_SandwichBase, LipschitzLinear):
         return (self.out_features, self.out_features + self.in_features)
 
     def sandwich_matrix(self) -> torch.Tensor:
-        if self.training:
-            return self.weight_transform()
-        return self._cache.get(None, (self.weight, self.alpha), self.weight_transform)
+        return self.cached(None, (self.weight, self.alpha), self.weight_transform)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return sandwich_dense_forward(x, self.sandwich_matrix(), self.bias)
