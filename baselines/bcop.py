@@ -50,6 +50,7 @@ from aol.families import LayerFamily
 from aol.nn.bounds import FLOAT64_SLACK, frequency_norm_bound, gram_row_sum_bound
 from aol.nn.cache import EvalModeCache
 from aol.nn.contract import (
+    IterationsOption,
     LipschitzConv2d,
     LipschitzLinear,
     check_image_input,
@@ -144,17 +145,10 @@ def conv_norm_bound(kernel: torch.Tensor) -> float:
         return norm * (1.0 + FLOAT64_SLACK)
 
 
-class _BjorckBase(EvalModeCache):
-    """Options, eval-mode cache and bound shared by the conv and dense BCOP layers."""
+class _BjorckBase(IterationsOption, EvalModeCache):
+    """Option ``iterations`` and eval-mode cache shared by the conv and dense BCOP layers."""
 
-    options = ("iterations",)
     default_iterations = ITERATIONS
-
-    def _set_options(self, *, iterations: int | None = None) -> None:
-        iterations = self.default_iterations if iterations is None else iterations
-        if iterations < 1:
-            raise ValueError(f"iterations must be >= 1, got {iterations}")
-        self.iterations = iterations
 
     def _cached_transform(self) -> torch.Tensor:
         """The transform of the current parameters: recomputed while training, else cached."""

@@ -55,6 +55,7 @@ from aol.families import LayerFamily
 from aol.nn.bounds import FLOAT64_SLACK
 from aol.nn.cache import EvalModeCache
 from aol.nn.contract import (
+    IterationsOption,
     LipschitzConv2d,
     LipschitzLinear,
     check_image_input,
@@ -124,17 +125,11 @@ def conv_lipschitz_bound(weight: torch.Tensor) -> float:
     return (1.0 + NEWTON_SCHULZ_SLACK) * (1.0 + unit_roundoff * math.sqrt(rank))
 
 
-class _LOTBase(EvalModeCache):
-    """Options, eval-mode cache and initialisation shared by the LOT conv and dense layers."""
+class _LOTBase(IterationsOption, EvalModeCache):
+    """Option ``iterations``, eval-mode cache and initialisation shared by the LOT conv and
+    dense layers."""
 
-    options = ("iterations",)
     default_iterations = ITERATIONS
-
-    def _set_options(self, *, iterations: int | None = None) -> None:
-        iterations = self.default_iterations if iterations is None else iterations
-        if iterations < 1:
-            raise ValueError(f"iterations must be >= 1, got {iterations}")
-        self.iterations = iterations
 
     def reset_parameters(self) -> None:
         # the reference: Dirac (identity) kernel for square layers, torch's default otherwise

@@ -9,6 +9,7 @@ import torch
 
 from aol.verify import jacobian_singular_values
 from baselines.bcop import BCOPConv2d, BCOPLinear, bjorck
+from baselines.lot import LOTConv2d, LOTLinear
 
 
 def polar(matrix: np.ndarray) -> np.ndarray:
@@ -120,3 +121,22 @@ def test_bjorck_keeps_singular_values_at_most_one():
     matrices = torch.randn(3, 9, 5, dtype=torch.float64) * 100
     for iterations in (1, 2, 5):
         assert torch.linalg.matrix_norm(bjorck(matrices, iterations), ord=2).max() <= 1 + 1e-12
+
+
+@pytest.mark.parametrize(
+    ("build", "default"),
+    [
+        (lambda **option: BCOPConv2d(4, 4, 3, **option), 20),
+        (lambda **option: BCOPLinear(5, 4, **option), 3),
+        (lambda **option: LOTConv2d(4, 4, 3, **option), 10),
+        (lambda **option: LOTLinear(5, 4, **option), 3),
+    ],
+)
+def test_iterations_option_has_a_default_per_layer_and_refuses_zero(build, default):
+    """BCOP and LOT share ``aol.nn.contract.IterationsOption``: the paper's count by default
+    (BCOP Sec. 4: 20; LOT Sec. 4: 10), 3 for the dense layers, and one message below 1."""
+    assert build().iterations == default
+    assert build(iterations=7).iterations == 7
+    assert "iterations=7" in repr(build(iterations=7))
+    with pytest.raises(ValueError, match="iterations must be >= 1, got 0"):
+        build(iterations=0)
