@@ -158,7 +158,7 @@ def test_negative_epochs_are_an_argument_error(tmp_path):
 
 
 def test_compile_defaults_to_cuda_only():
-    from aol.engine.commands.train import resolve_compile
+    from aol.engine.commands.common import resolve_compile
 
     assert resolve_compile("auto", torch.device("cuda")) is True
     assert resolve_compile("auto", torch.device("cpu")) is False
