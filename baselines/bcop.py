@@ -48,7 +48,9 @@ from torch import nn
 
 from aol.families import LayerFamily
 from aol.nn.bounds import FLOAT64_SLACK, frequency_norm_bound, gram_row_sum_bound
+from aol.nn.cache import EvalModeCache
 from aol.nn.contract import (
+    IterationsOption,
     LipschitzConv2d,
     LipschitzLinear,
     check_image_input,
@@ -56,7 +58,6 @@ from aol.nn.contract import (
     plain_linear,
     same_size_conv2d,
 )
-from baselines.cayley import _VersionedCache
 
 #: Björck iterations of the convolution (BCOP paper Sec. 4; 1LLC's BCOP uses the same).
 ITERATIONS = 20
@@ -144,17 +145,10 @@ def conv_norm_bound(kernel: torch.Tensor) -> float:
         return norm * (1.0 + FLOAT64_SLACK)
 
 
-class _BjorckBase:
-    """Options, eval-mode cache and bound shared by the conv and dense BCOP layers."""
+class _BjorckBase(IterationsOption, EvalModeCache):
+    """Option ``iterations`` and eval-mode cache shared by the conv and dense BCOP layers."""
 
-    options = ("iterations",)
     default_iterations = ITERATIONS
-
-    def _set_options(self, *, iterations: int | None = None) -> None:
-        iterations = self.default_iterations if iterations is None else iterations
-        if iterations < 1:
-            raise ValueError(f"iterations must be >= 1, got {iterations}")
-        self.iterations = iterations
 
     def _cached_transform(self) -> torch.Tensor:
         """The transform of the current parameters: recomputed while training, else cached."""
@@ -166,10 +160,6 @@ class _BjorckBase:
         """The transform of the current parameters, without gradient, computed once."""
         return self._cache.get(None, tuple(self.parameters()), self.weight_transform)
 
-    def train(self, mode: bool = True):
-        self._cache.clear()
-        return super().train(mode)
-
 
 class BCOPConv2d(_BjorckBase, LipschitzConv2d):
     """Orthogonal (circular padding) or 1-Lipschitz (zero padding) BCOP convolution."""
@@ -177,7 +167,7 @@ class BCOPConv2d(_BjorckBase, LipschitzConv2d):
     padding_modes = ("circular", "zeros")
 
     def _add_state(self, device, dtype) -> None:
-        self._cache = _VersionedCache()
+        super()._add_state(device, dtype)
         k1, k2 = self.kernel_size
         self.projectors = None
         if k1 * k2 > 1:
@@ -225,9 +215,6 @@ class BCOPLinear(_BjorckBase, LipschitzLinear):
     the dense layer of the BCOP paper)."""
 
     default_iterations = DENSE_ITERATIONS
-
-    def _add_state(self, device, dtype) -> None:
-        self._cache = _VersionedCache()
 
     def reset_parameters(self) -> None:
         nn.init.orthogonal_(self.weight)

@@ -74,6 +74,7 @@ from torch import nn
 
 from aol.families import LayerFamily
 from aol.nn.bounds import FLOAT64_SLACK
+from aol.nn.cache import EvalModeCache, VersionedCache
 from aol.nn.contract import (
     LipschitzConv2d,
     LipschitzLinear,
@@ -81,7 +82,7 @@ from aol.nn.contract import (
     frozen_parameter,
     plain_linear,
 )
-from baselines.cayley import _VersionedCache, wrapped_kernel
+from baselines.cayley import wrapped_kernel
 
 #: ``eps`` relative to the mean diagonal of the Gram matrices (a tenth of the reference's
 #: 1e-5, ntuaislab/BRONet@9d59c9b ``lipconvnet/models/layers/bro.py``; module docstring).
@@ -183,8 +184,8 @@ def reflector_bound(factor_bound: float) -> float:
     return max(1.0, 2.0 * factor_bound**2 - 1.0) * (1.0 + FLOAT64_SLACK)
 
 
-class _BROBase:
-    """Options, initialisation and cache reset shared by the conv and dense BRO layers."""
+class _BROBase(EvalModeCache):
+    """Options, initialisation and eval-mode cache shared by the conv and dense BRO layers."""
 
     options = ("rank_ratio",)
 
@@ -193,9 +194,6 @@ class _BROBase:
             raise ValueError(f"rank_ratio must be in (0, 1], got {rank_ratio}")
         self.rank_ratio = rank_ratio
 
-    def _add_state(self, device, dtype) -> None:
-        self._cache = _VersionedCache()
-
     def reset_parameters(self) -> None:
         # torch's default for convolutions and dense layers
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
@@ -203,10 +201,6 @@ class _BROBase:
             bound = 1.0 / math.sqrt(self.weight[0].numel())
             nn.init.uniform_(self.bias, -bound, bound)
         self._cache.clear()
-
-    def train(self, mode: bool = True):
-        self._cache.clear()
-        return super().train(mode)
 
 
 class BROConv2d(_BROBase, LipschitzConv2d):
@@ -228,9 +222,7 @@ class BROConv2d(_BROBase, LipschitzConv2d):
 
     def frequency_factors(self, height: int, width: int) -> torch.Tensor:
         """``Y(f)`` of a canvas size; cached (no gradient) in eval mode."""
-        if self.training:
-            return frequency_factors(self.weight, height, width)
-        return self._cache.get(
+        return self.cached(
             (height, width), (self.weight,), lambda: frequency_factors(self.weight, height, width)
         )
 
@@ -274,7 +266,7 @@ class BROConv2dInference(nn.Module):
         self.pad = layer.pad
         self.weight = frozen_parameter(layer.weight)
         self.bias = frozen_parameter(layer.bias)
-        self._cache = _VersionedCache()
+        self._cache = VersionedCache()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_image_input(x, self.in_channels)
@@ -305,9 +297,7 @@ class BROLinear(_BROBase, LipschitzLinear):
         return (features, rank_for(features, self.rank_ratio))
 
     def reflector(self) -> torch.Tensor:
-        if self.training:
-            return self.weight_transform()
-        return self._cache.get(None, (self.weight,), self.weight_transform)
+        return self.cached(None, (self.weight,), self.weight_transform)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.reflector(), self.bias)

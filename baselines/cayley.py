@@ -49,6 +49,7 @@ from torch import nn
 
 from aol.families import LayerFamily
 from aol.nn.bounds import frequency_norm_bound
+from aol.nn.cache import EvalModeCache, VersionedCache
 from aol.nn.contract import (
     LipschitzConv2d,
     LipschitzLinear,
@@ -132,45 +133,104 @@ def apply_frequency_weights(x: torch.Tensor, weights: torch.Tensor, bias) -> tor
     return y if bias is None else y + bias[None, :, None, None]
 
 
-class _VersionedCache:
-    """Results keyed by input size, valid while the given tensors are unchanged."""
-
-    def __init__(self) -> None:
-        self.entries: dict = {}
-        self.stamp = None
-
-    @staticmethod
-    def _stamp(tensors) -> tuple:
-        return tuple((t.data_ptr(), t._version, t.dtype, t.device, tuple(t.shape)) for t in tensors)
-
-    def get(self, key, tensors, compute):
-        stamp = self._stamp(tensors)
-        if stamp != self.stamp:
-            self.entries.clear()
-            self.stamp = stamp
-        if key not in self.entries:
-            with torch.no_grad():
-                self.entries[key] = compute()
-        return self.entries[key]
-
-    def clear(self) -> None:
-        self.entries.clear()
-        self.stamp = None
-
-
 def cayley_lipschitz_bound(weight: torch.Tensor, alpha: torch.Tensor) -> float:
     """1 + the rounding allowance for a Cayley layer of ``weight`` (``[out, in, ...]``)."""
     channels = max(weight.shape[0], weight.shape[1])
     return 1.0 + rounding_allowance(weight.dtype, channels, scale_bound(weight, alpha))
 
 
-class _CayleyBase:
-    """Initialisation, cache reset and bound shared by the conv and dense Cayley layers."""
+class _ScaledCayley(EvalModeCache):
+    """``alpha``, a parameter from construction, and the eval-mode cache of the transform of
+    ``alpha W / ||W||_F``."""
 
     def _add_state(self, device, dtype) -> None:
+        super()._add_state(device, dtype)
         self.alpha = nn.Parameter(torch.empty((), device=device, dtype=dtype))
-        self._cache = _VersionedCache()
+
+
+class ScaledCayleyConv2d(_ScaledCayley, LipschitzConv2d):
+    """Base of the Cayley and sandwich convolutions: per-frequency weights ``Q(f)`` of each
+    input size (``frequency_weights``), applied to the input by the class's ``apply_weights(x,
+    weights, bias)``; circular padding, stride 1, 'same' size."""
+
+    # a circular convolution: the Fourier transform diagonalises it exactly
+    padding_modes = ("circular",)
+
+    @staticmethod
+    def apply_weights(x: torch.Tensor, weights: torch.Tensor, bias) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _add_state(self, device, dtype) -> None:
+        super()._add_state(device, dtype)
         self.last_input_size: tuple[int, int] | None = None
+
+    def frequency_weights(self, height: int, width: int) -> torch.Tensor:
+        """The transformed weights for an input size; cached (no gradient) in eval mode."""
+        return self.cached(
+            (height, width),
+            (self.weight, self.alpha),
+            lambda: frequency_weights(self.weight, self.alpha, height, width),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_image_input(x, self.in_channels)
+        self.last_input_size = (x.shape[2], x.shape[3])
+        weights = self.frequency_weights(*self.last_input_size)
+        return self.apply_weights(x, weights, self.bias)
+
+    def weight_transform(self) -> torch.Tensor:
+        """The training-time transform for the last input size (timed by ``aol.engine.bench``)."""
+        if self.last_input_size is None:
+            raise RuntimeError(
+                f"{type(self).__name__}'s transform depends on the input size: call forward first"
+            )
+        return frequency_weights(self.weight, self.alpha, *self.last_input_size)
+
+
+class ScaledCayleyConv2dInference(nn.Module):
+    """Frozen copy of a ``ScaledCayleyConv2d``: its weights computed once per input size and
+    applied by the class's ``apply_weights``."""
+
+    def __init__(self, layer: ScaledCayleyConv2d) -> None:
+        super().__init__()
+        self.in_channels = layer.in_channels
+        self.out_channels = layer.out_channels
+        self.kernel_size = layer.kernel_size
+        self.weight = frozen_parameter(layer.weight)
+        self.alpha = frozen_parameter(layer.alpha)
+        self.bias = frozen_parameter(layer.bias)
+        self._cache = VersionedCache()
+
+    @staticmethod
+    def apply_weights(x: torch.Tensor, weights: torch.Tensor, bias) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_image_input(x, self.in_channels)
+        height, width = x.shape[2:]
+        weights = self._cache.get(
+            (height, width),
+            (self.weight, self.alpha),
+            lambda: frequency_weights(self.weight, self.alpha, height, width),
+        )
+        return self.apply_weights(x, weights, self.bias)
+
+
+class ScaledCayleyLinear(_ScaledCayley, LipschitzLinear):
+    """Base of the Cayley and sandwich dense layers: the matrix ``cayley(alpha W / ||W||_F)``."""
+
+    def cayley_matrix(self) -> torch.Tensor:
+        """``weight_transform()``; cached (no gradient) in eval mode."""
+        return self.cached(None, (self.weight, self.alpha), self.weight_transform)
+
+    def weight_transform(self) -> torch.Tensor:
+        """``cayley(alpha W / ||W||_F)``: orthonormal columns or rows."""
+        norm = self.weight.norm().clamp_min(torch.finfo(self.weight.dtype).tiny)
+        return cayley(self.weight * (self.alpha / norm))
+
+
+class _CayleyBase:
+    """Initialisation and bound shared by the conv and dense Cayley layers."""
 
     def reset_parameters(self) -> None:
         # reference (locuslab/orthogonal-convolutions@543b0aa, layers.py): U(+-1/sqrt(fan_in))
@@ -183,42 +243,15 @@ class _CayleyBase:
             nn.init.uniform_(self.bias, -bound, bound)
         self._cache.clear()
 
-    def train(self, mode: bool = True):
-        self._cache.clear()
-        return super().train(mode)
-
     def lipschitz_bound(self) -> float:
         return cayley_lipschitz_bound(self.weight, self.alpha)
 
 
-class CayleyConv2d(_CayleyBase, LipschitzConv2d):
+class CayleyConv2d(_CayleyBase, ScaledCayleyConv2d):
     """Orthogonal circular convolution (stride 1, 'same' size) by the per-frequency Cayley map."""
 
-    # a circular convolution: the Fourier transform diagonalises it exactly
-    padding_modes = ("circular",)
     odd_kernel = False
-
-    def frequency_weights(self, height: int, width: int) -> torch.Tensor:
-        """The transformed weights for an input size; cached (no gradient) in eval mode."""
-        if self.training:
-            return frequency_weights(self.weight, self.alpha, height, width)
-        return self._cache.get(
-            (height, width),
-            (self.weight, self.alpha),
-            lambda: frequency_weights(self.weight, self.alpha, height, width),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_image_input(x, self.in_channels)
-        self.last_input_size = (x.shape[2], x.shape[3])
-        weights = self.frequency_weights(x.shape[2], x.shape[3])
-        return apply_frequency_weights(x, weights, self.bias)
-
-    def weight_transform(self) -> torch.Tensor:
-        """The training-time transform for the last input size (timed by ``aol.engine.bench``)."""
-        if self.last_input_size is None:
-            raise RuntimeError("the Cayley transform depends on the input size: call forward first")
-        return frequency_weights(self.weight, self.alpha, *self.last_input_size)
+    apply_weights = staticmethod(apply_frequency_weights)
 
     def multiply_adds(self, input_shape, batch_size: int) -> int:
         """1LLC Table 1: ``b s^2 c^2`` (per-frequency products) + ``s^2 c^3`` (inverses);
@@ -231,47 +264,20 @@ class CayleyConv2d(_CayleyBase, LipschitzConv2d):
         return CayleyConv2dInference(self)
 
 
-class CayleyConv2dInference(nn.Module):
+class CayleyConv2dInference(ScaledCayleyConv2dInference):
     """Frozen copy of a ``CayleyConv2d``: transformed weights computed once per input size."""
 
-    def __init__(self, layer: CayleyConv2d) -> None:
-        super().__init__()
-        self.in_channels = layer.in_channels
-        self.out_channels = layer.out_channels
-        self.kernel_size = layer.kernel_size
-        self.weight = frozen_parameter(layer.weight)
-        self.alpha = frozen_parameter(layer.alpha)
-        self.bias = frozen_parameter(layer.bias)
-        self._cache = _VersionedCache()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_image_input(x, self.in_channels)
-        height, width = x.shape[2:]
-        weights = self._cache.get(
-            (height, width),
-            (self.weight, self.alpha),
-            lambda: frequency_weights(self.weight, self.alpha, height, width),
-        )
-        return apply_frequency_weights(x, weights, self.bias)
+    apply_weights = staticmethod(apply_frequency_weights)
 
     def lipschitz_bound(self) -> float:
         return cayley_lipschitz_bound(self.weight, self.alpha)
 
 
-class CayleyLinear(_CayleyBase, LipschitzLinear):
+class CayleyLinear(_CayleyBase, ScaledCayleyLinear):
     """Dense layer ``y = cayley(alpha W / ||W||_F) x + b`` (orthogonal columns or rows)."""
 
-    def orthogonal_weight(self) -> torch.Tensor:
-        if self.training:
-            return self.weight_transform()
-        return self._cache.get(None, (self.weight, self.alpha), self.weight_transform)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.orthogonal_weight(), self.bias)
-
-    def weight_transform(self) -> torch.Tensor:
-        norm = self.weight.norm().clamp_min(torch.finfo(self.weight.dtype).tiny)
-        return cayley(self.weight * (self.alpha / norm))
+        return F.linear(x, self.cayley_matrix(), self.bias)
 
     def multiply_adds(self, input_shape, batch_size: int) -> int:
         small, large = sorted((self.in_features, self.out_features))

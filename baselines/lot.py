@@ -53,14 +53,16 @@ from torch import nn
 
 from aol.families import LayerFamily
 from aol.nn.bounds import FLOAT64_SLACK
+from aol.nn.cache import EvalModeCache
 from aol.nn.contract import (
+    IterationsOption,
     LipschitzConv2d,
     LipschitzLinear,
     check_image_input,
     plain_conv2d,
     plain_linear,
 )
-from baselines.cayley import _VersionedCache, apply_frequency_weights, wrapped_kernel
+from baselines.cayley import apply_frequency_weights, wrapped_kernel
 
 #: Newton-Schulz steps (LOT paper Sec. 4 and 1LLC: 10 in training and evaluation).
 ITERATIONS = 10
@@ -123,20 +125,11 @@ def conv_lipschitz_bound(weight: torch.Tensor) -> float:
     return (1.0 + NEWTON_SCHULZ_SLACK) * (1.0 + unit_roundoff * math.sqrt(rank))
 
 
-class _LOTBase:
-    """Options, eval-mode cache and initialisation shared by the LOT conv and dense layers."""
+class _LOTBase(IterationsOption, EvalModeCache):
+    """Option ``iterations``, eval-mode cache and initialisation shared by the LOT conv and
+    dense layers."""
 
-    options = ("iterations",)
     default_iterations = ITERATIONS
-
-    def _set_options(self, *, iterations: int | None = None) -> None:
-        iterations = self.default_iterations if iterations is None else iterations
-        if iterations < 1:
-            raise ValueError(f"iterations must be >= 1, got {iterations}")
-        self.iterations = iterations
-
-    def _add_state(self, device, dtype) -> None:
-        self._cache = _VersionedCache()
 
     def reset_parameters(self) -> None:
         # the reference: Dirac (identity) kernel for square layers, torch's default otherwise
@@ -147,10 +140,6 @@ class _LOTBase:
         if self.bias is not None:
             nn.init.zeros_(self.bias)
         self._cache.clear()
-
-    def train(self, mode: bool = True):
-        self._cache.clear()
-        return super().train(mode)
 
 
 class LOTConv2d(_LOTBase, LipschitzConv2d):
@@ -170,9 +159,7 @@ class LOTConv2d(_LOTBase, LipschitzConv2d):
 
     def pointwise_matrix(self) -> torch.Tensor:
         """The polar factor of a 1x1 kernel: recomputed while training, else cached."""
-        if self.training:
-            return newton_schulz_polar(self.weight[:, :, 0, 0], self.iterations)
-        return self._cache.get(
+        return self.cached(
             None,
             (self.weight,),
             lambda: newton_schulz_polar(self.weight[:, :, 0, 0], self.iterations),

@@ -40,17 +40,12 @@ from torch import nn
 
 from aol.families import LayerFamily
 from aol.nn.bounds import FLOAT64_SLACK
-from aol.nn.contract import (
-    LipschitzConv2d,
-    LipschitzLinear,
-    check_image_input,
-    frozen_parameter,
-)
+from aol.nn.contract import frozen_parameter
 from baselines.cayley import (
-    _VersionedCache,
-    cayley,
+    ScaledCayleyConv2d,
+    ScaledCayleyConv2dInference,
+    ScaledCayleyLinear,
     cayley_lipschitz_bound,
-    frequency_weights,
 )
 
 SQRT2 = math.sqrt(2.0)
@@ -77,11 +72,7 @@ def _frequency_product(x: torch.Tensor, matrices: torch.Tensor) -> torch.Tensor:
 
 
 class _SandwichBase:
-    """``alpha``, initialisation and cache reset shared by the conv and dense layers."""
-
-    def _add_state(self, device, dtype) -> None:
-        self.alpha = nn.Parameter(torch.empty((), device=device, dtype=dtype))
-        self._cache = _VersionedCache()
+    """Initialisation shared by the conv and dense layers."""
 
     def reset_parameters(self) -> None:
         # acfr/LBDN@d81ed68 layer.py: xavier_normal_ weights, alpha = ||W||, zero bias
@@ -92,44 +83,15 @@ class _SandwichBase:
             nn.init.zeros_(self.bias)
         self._cache.clear()
 
-    def train(self, mode: bool = True):
-        self._cache.clear()
-        return super().train(mode)
 
+class SandwichConv2d(_SandwichBase, ScaledCayleyConv2d):
+    """Sandwich convolution with its ReLU inside (stride 1, circular, 'same' size); its
+    ``frequency_weights`` are ``[A(f) B(f)]``."""
 
-class SandwichConv2d(_SandwichBase, LipschitzConv2d):
-    """Sandwich convolution with its ReLU inside (stride 1, circular, 'same' size)."""
-
-    padding_modes = ("circular",)
+    apply_weights = staticmethod(sandwich_conv_forward)
 
     def _weight_shape(self) -> tuple[int, ...]:
         return (self.out_channels, self.out_channels + self.in_channels, *self.kernel_size)
-
-    def _add_state(self, device, dtype) -> None:
-        super()._add_state(device, dtype)
-        self.last_input_size: tuple[int, int] | None = None
-
-    def frequency_weights(self, height: int, width: int) -> torch.Tensor:
-        """``[A(f) B(f)]`` of an input size; cached (no gradient) in eval mode."""
-        if self.training:
-            return frequency_weights(self.weight, self.alpha, height, width)
-        return self._cache.get(
-            (height, width),
-            (self.weight, self.alpha),
-            lambda: frequency_weights(self.weight, self.alpha, height, width),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_image_input(x, self.in_channels)
-        self.last_input_size = (x.shape[2], x.shape[3])
-        weights = self.frequency_weights(*self.last_input_size)
-        return sandwich_conv_forward(x, weights, self.bias)
-
-    def weight_transform(self) -> torch.Tensor:
-        """``[A(f) B(f)]`` for the last input size (timed by ``aol.engine.bench``)."""
-        if self.last_input_size is None:
-            raise RuntimeError("the sandwich transform depends on the input size: call forward")
-        return frequency_weights(self.weight, self.alpha, *self.last_input_size)
 
     def lipschitz_bound(self) -> float:
         return cayley_lipschitz_bound(self.weight, self.alpha) ** 2
@@ -145,26 +107,10 @@ class SandwichConv2d(_SandwichBase, LipschitzConv2d):
         return SandwichConv2dInference(self)
 
 
-class SandwichConv2dInference(nn.Module):
+class SandwichConv2dInference(ScaledCayleyConv2dInference):
     """Frozen copy of a ``SandwichConv2d``: ``[A(f) B(f)]`` computed once per input size."""
 
-    def __init__(self, layer: SandwichConv2d) -> None:
-        super().__init__()
-        self.in_channels = layer.in_channels
-        self.weight = frozen_parameter(layer.weight)
-        self.alpha = frozen_parameter(layer.alpha)
-        self.bias = frozen_parameter(layer.bias)
-        self._cache = _VersionedCache()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_image_input(x, self.in_channels)
-        height, width = x.shape[2:]
-        weights = self._cache.get(
-            (height, width),
-            (self.weight, self.alpha),
-            lambda: frequency_weights(self.weight, self.alpha, height, width),
-        )
-        return sandwich_conv_forward(x, weights, self.bias)
+    apply_weights = staticmethod(sandwich_conv_forward)
 
     def lipschitz_bound(self) -> float:
         return cayley_lipschitz_bound(self.weight, self.alpha) ** 2
@@ -184,24 +130,14 @@ def sandwich_dense_bound(matrix: torch.Tensor) -> float:
     return norm**2 * (1.0 + FLOAT64_SLACK)
 
 
-class SandwichLinear(_SandwichBase, LipschitzLinear):
+class SandwichLinear(_SandwichBase, ScaledCayleyLinear):
     """Dense sandwich layer ``sqrt(2) A^T relu(sqrt(2) B x + b)`` with its ReLU inside."""
 
     def _weight_shape(self) -> tuple[int, ...]:
         return (self.out_features, self.out_features + self.in_features)
 
-    def sandwich_matrix(self) -> torch.Tensor:
-        if self.training:
-            return self.weight_transform()
-        return self._cache.get(None, (self.weight, self.alpha), self.weight_transform)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return sandwich_dense_forward(x, self.sandwich_matrix(), self.bias)
-
-    def weight_transform(self) -> torch.Tensor:
-        """``[A B] = cayley(alpha W / ||W||_F)``, orthonormal rows."""
-        norm = self.weight.norm().clamp_min(torch.finfo(self.weight.dtype).tiny)
-        return cayley(self.weight * (self.alpha / norm))
+        return sandwich_dense_forward(x, self.cayley_matrix(), self.bias)
 
     def lipschitz_bound(self) -> float:
         return sandwich_dense_bound(self.weight_transform())

@@ -9,6 +9,8 @@ import torch
 
 from aol.verify import jacobian_singular_values
 from baselines.bcop import BCOPConv2d, BCOPLinear, bjorck
+from baselines.lot import LOTConv2d, LOTLinear
+from tests.orthogonality_support import CHANNEL_CHANGES, assert_isometry_or_coisometry
 
 
 def polar(matrix: np.ndarray) -> np.ndarray:
@@ -64,12 +66,10 @@ def test_circular_layer_is_orthogonal(c_in, c_out, kernel_size):
     assert torch.allclose(singular_values, torch.ones_like(singular_values), atol=1e-4)
 
 
-@pytest.mark.parametrize(("c_in", "c_out"), [(3, 6), (6, 3)])
+@pytest.mark.parametrize(("c_in", "c_out"), CHANNEL_CHANGES)
 def test_channel_changes_are_semi_orthogonal(c_in, c_out):
-    layer = randomised(BCOPConv2d(c_in, c_out, 3).double(), seed=2)
-    singular_values = jacobian_singular_values(layer.eval(), (c_in, 5, 5))
-    kept = singular_values[: min(c_in, c_out) * 25]
-    assert torch.allclose(kept, torch.ones_like(kept), atol=1e-4)
+    layer = randomised(BCOPConv2d(c_in, c_out, 3).double(), seed=2).eval()
+    singular_values = assert_isometry_or_coisometry(layer, size=5)
     assert singular_values[0] <= layer.lipschitz_bound()
 
 
@@ -120,3 +120,22 @@ def test_bjorck_keeps_singular_values_at_most_one():
     matrices = torch.randn(3, 9, 5, dtype=torch.float64) * 100
     for iterations in (1, 2, 5):
         assert torch.linalg.matrix_norm(bjorck(matrices, iterations), ord=2).max() <= 1 + 1e-12
+
+
+@pytest.mark.parametrize(
+    ("build", "default"),
+    [
+        (lambda **option: BCOPConv2d(4, 4, 3, **option), 20),
+        (lambda **option: BCOPLinear(5, 4, **option), 3),
+        (lambda **option: LOTConv2d(4, 4, 3, **option), 10),
+        (lambda **option: LOTLinear(5, 4, **option), 3),
+    ],
+)
+def test_iterations_option_has_a_default_per_layer_and_refuses_zero(build, default):
+    """BCOP and LOT share ``aol.nn.contract.IterationsOption``: the paper's count by default
+    (BCOP Sec. 4: 20; LOT Sec. 4: 10), 3 for the dense layers, and one message below 1."""
+    assert build().iterations == default
+    assert build(iterations=7).iterations == 7
+    assert "iterations=7" in repr(build(iterations=7))
+    with pytest.raises(ValueError, match="iterations must be >= 1, got 0"):
+        build(iterations=0)

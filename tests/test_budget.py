@@ -3,13 +3,11 @@ epoch count after a real kill even when the calibration changed meanwhile."""
 
 import json
 import math
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
-import torch
+from run_support import kill_after_checkpoint
 
 from aol.engine import budget, data, recipes
 from aol.engine.cli import main
@@ -121,24 +119,11 @@ def test_budget_run_derives_its_epochs_and_schedule_from_the_calibration(tmp_pat
     assert expected_lr != pytest.approx([recipes.epoch_settings(recipe, e)[0] for e in range(3)])
 
 
-def saved_epoch(out):
-    if not (out / "checkpoint.pt").exists():
-        return -1
-    return torch.load(out / "checkpoint.pt", weights_only=True)["epoch"]
-
-
 def test_resumed_budget_run_keeps_its_epochs_after_a_kill(tmp_path):
     calibration = fake_calibration(tmp_path / "calibration.json", epoch_seconds=1.0)
     out = tmp_path / "run"
     command = train_command(out, calibration, 4, "--checkpoint-every", "1")
-    process = subprocess.Popen(command, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while saved_epoch(out) < 1:
-        assert process.poll() is None and time.monotonic() < deadline
-        time.sleep(0.02)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert not (out / "result.json").exists(), "the run finished before the kill"
+    kill_after_checkpoint(command, out, epoch=1)
     # a new calibration would plan 2 epochs; the resumed run keeps the 4 it planned
     fake_calibration(calibration, epoch_seconds=2.0)
     assert budget.plan(4, json.loads(calibration.read_text())).planned_epochs == 2

@@ -7,7 +7,8 @@ import torch
 
 from aol.verify import jacobian_singular_values
 from baselines.cpl import CPLConv2d, CPLLinear
-from tests.residual_support import convolution_matrix, gram_row_sums
+from tests.convolution_support import convolution_matrix
+from tests.residual_support import gram_row_sums
 from tests.test_sll import randomised
 
 

@@ -10,6 +10,7 @@ import torch
 from aol.verify import jacobian_singular_values
 from baselines import lot
 from baselines.lot import LOTConv2d, LOTLinear
+from tests.convolution_support import convolution_matrix
 
 
 def near_identity(layer: torch.nn.Module, seed: int, scale: float = 0.3) -> torch.nn.Module:
@@ -23,26 +24,12 @@ def near_identity(layer: torch.nn.Module, seed: int, scale: float = 0.3) -> torc
     return layer
 
 
-def circular_matrix(kernel: np.ndarray, size: int) -> np.ndarray:
-    """The ``(c_out n^2) x (c_in n^2)`` matrix of torch's circular cross-correlation with a
-    'same' kernel on ``n x n``, built tap by tap."""
-    c_out, c_in, k1, k2 = kernel.shape
-    matrix = np.zeros((c_out, size, size, c_in, size, size))
-    for row in range(size):
-        for column in range(size):
-            for i in range(k1):
-                for j in range(k2):
-                    source = ((row + i - k1 // 2) % size, (column + j - k2 // 2) % size)
-                    matrix[:, row, column, :, source[0], source[1]] += kernel[:, :, i, j]
-    return matrix.reshape(c_out * size * size, c_in * size * size)
-
-
 def test_layer_is_the_polar_factor_of_the_circular_convolution():
     """Paper Sec. 3: ``W = (V V^T)^(-1/2) V`` for the whole circular operator ``V``; its polar
     factor ``U R^T`` (SVD) is the layer's Jacobian, up to the eps = 1e-4 regulariser."""
     size = 5
     layer = near_identity(LOTConv2d(3, 3, 3, iterations=30).double(), seed=0).eval()
-    operator = circular_matrix(layer.weight.detach().numpy(), size)
+    operator = convolution_matrix(layer.weight.detach().numpy(), size, "circular")
     left, _, right = np.linalg.svd(operator)
     expected = left @ right
     x = torch.zeros(1, 3, size, size, dtype=torch.float64, requires_grad=True)

@@ -2,13 +2,12 @@
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
+from run_support import kill_after_checkpoint, saved_epoch
 
 from aol.engine.cli import main
 
@@ -24,25 +23,10 @@ def final_weights(out):
     return torch.load(os.path.join(out, "checkpoint.pt"), weights_only=True)["model"]
 
 
-def saved_epoch(out):
-    """The epoch of the run's checkpoint, -1 when there is none yet."""
-    if not (out / "checkpoint.pt").exists():
-        return -1
-    return torch.load(out / "checkpoint.pt", weights_only=True)["epoch"]
-
-
 def test_resume_after_kill_gives_exactly_the_uninterrupted_weights(tmp_path):
     extra = ("--epochs", "6", "--batch-size", "300", "--checkpoint-every", "2")
     interrupted = tmp_path / "interrupted"
-    process = subprocess.Popen(command(interrupted, *extra), stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    # a run saves a checkpoint of epoch 0 at its start: wait for one of a trained epoch
-    while saved_epoch(interrupted) < 2:
-        assert process.poll() is None and time.monotonic() < deadline
-        time.sleep(0.02)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert not (interrupted / "result.json").exists(), "the run finished before the kill"
+    kill_after_checkpoint(command(interrupted, *extra), interrupted, epoch=2)
     assert 2 <= saved_epoch(interrupted) < 6
 
     subprocess.run(command(interrupted, *extra), check=True, capture_output=True)
@@ -174,7 +158,7 @@ def test_negative_epochs_are_an_argument_error(tmp_path):
 
 
 def test_compile_defaults_to_cuda_only():
-    from aol.engine.commands.train import resolve_compile
+    from aol.engine.commands.common import resolve_compile
 
     assert resolve_compile("auto", torch.device("cuda")) is True
     assert resolve_compile("auto", torch.device("cpu")) is False

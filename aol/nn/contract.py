@@ -225,6 +225,21 @@ class LipschitzLayer(nn.Module):
         return "".join(f", {name}={getattr(self, name)!r}" for name in self.options)
 
 
+class IterationsOption:
+    """The keyword option ``iterations`` (at least 1; default: the class's
+    ``default_iterations``) of a family whose transform is an iteration (BCOP's Björck steps,
+    LOT's Newton-Schulz steps). A mixin before ``LipschitzConv2d`` / ``LipschitzLinear``."""
+
+    options = ("iterations",)
+    default_iterations: int
+
+    def _set_options(self, *, iterations: int | None = None) -> None:
+        iterations = self.default_iterations if iterations is None else iterations
+        if iterations < 1:
+            raise ValueError(f"iterations must be >= 1, got {iterations}")
+        self.iterations = iterations
+
+
 class LipschitzConv2d(LipschitzLayer):
     """Base of the constrained convolutions: 'same' padding, by default stride 1.
 

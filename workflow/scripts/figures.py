@@ -77,6 +77,27 @@ def percent_axes(grid) -> None:
         axis.set_ylim(0, 100)
 
 
+def lines_per_panel(long: pd.DataFrame, x: str, **style):
+    """``accuracy`` against ``x``: a line per family (mean over seeds, +-sd error bars), a panel
+    per dataset, architecture and variant (``panel``), on the 0-100 % range; ``style``: more
+    arguments of ``sns.relplot``."""
+    grid = sns.relplot(
+        data=long,
+        x=x,
+        y="accuracy",
+        hue="family",
+        col="panel",
+        col_wrap=min(3, long["panel"].nunique()),
+        kind="line",
+        errorbar="sd",
+        err_style="bars",
+        height=3.2,
+        **style,
+    )
+    percent_axes(grid)
+    return grid
+
+
 def empty_figure(message: str):
     figure, axis = plt.subplots(figsize=(5, 2))
     axis.axis("off")
@@ -99,23 +120,9 @@ def certified_accuracy_vs_epsilon(runs: pd.DataFrame, curves, measurements):
         lambda metric: float(radii[metric]) if metric in radii else 0.0
     )
     long = long.dropna(subset=["accuracy"])
-    grid = sns.relplot(
-        data=long,
-        x="epsilon",
-        y="accuracy",
-        hue="family",
-        col="panel",
-        col_wrap=min(3, long["panel"].nunique()),
-        kind="line",
-        marker="o",
-        errorbar="sd",
-        err_style="bars",
-        height=3.2,
-        facet_kws={"sharey": True},
-    )
+    grid = lines_per_panel(long, "epsilon", marker="o", facet_kws={"sharey": True})
     grid.set_axis_labels("radius ε (pixel scale [0, 1])", "certified accuracy (%)")
     grid.set_titles("{col_name}: certified accuracy by radius")
-    percent_axes(grid)
     return grid.figure
 
 
@@ -213,25 +220,11 @@ def training_curves(runs, curves: pd.DataFrame, measurements):
     long["metric"] = long["metric"].map(lambda m: metric_label(m, radii, "test accuracy"))
     families = sorted(long["family"].unique())
     palette = dict(zip(families, sns.color_palette(n_colors=len(families)), strict=True))
-    grid = sns.relplot(
-        data=long,
-        x="epoch",
-        y="accuracy",
-        hue="family",
-        style="metric",
-        palette=palette,
-        col="panel",
-        col_wrap=min(3, long["panel"].nunique()),
-        kind="line",
-        errorbar="sd",
-        err_style="bars",
-        height=3.2,
-    )
+    grid = lines_per_panel(long, "epoch", style="metric", palette=palette)
     if radii:
         mark_certificates(grid, runs, curves, next(iter(radii)), palette)
     grid.set_axis_labels("epoch", "accuracy (%)")
     grid.set_titles("{col_name}: accuracy during training")
-    percent_axes(grid)
     return grid.figure
 
 

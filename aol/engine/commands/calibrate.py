@@ -9,11 +9,7 @@ import torch
 
 from aol.engine import budget, recipes
 from aol.engine.commands import UsageError, common
-from aol.engine.commands.train import (
-    add_precision_arguments,
-    resolve_channels_last,
-    resolve_compile,
-)
+from aol.engine.commands.train import add_precision_arguments, resolve_channels_last
 from aol.engine.run_folder import RunFolderError, check_output_file_path
 from aol.engine.runtime import write_json_atomically
 
@@ -30,11 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--architecture", required=True)
     parser.add_argument("--family", required=True)
     parser.add_argument("--out", required=True, metavar="FILE.json")
-    parser.add_argument(
-        "--recipe",
-        choices=sorted(recipes.RECIPES),
-        default=None,
-        help="its batch size and augmentation are timed (default: the dataset's recipe)",
+    common.add_recipe_argument(
+        parser, help="its batch size and augmentation are timed (default: the dataset's recipe)"
     )
     parser.add_argument("--batch-size", type=common.positive_int)
     parser.add_argument("--steps", type=common.positive_int, default=20)
@@ -42,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:K")
     parser.add_argument("--data-dir", default="data", help="where CIFAR lives (default: data)")
     parser.add_argument("--threads", type=common.threads, help="torch CPU threads")
-    parser.add_argument("--compile", choices=("auto", "on", "off"), default="auto")
+    common.add_compile_argument(parser)
     add_precision_arguments(parser, "timed")
 
 
@@ -67,7 +60,7 @@ def run(arguments: argparse.Namespace) -> int:
         device,
         steps=arguments.steps,
         warmup=arguments.warmup,
-        compile_step=resolve_compile(arguments.compile, device),
+        compile_step=common.resolve_compile(arguments.compile, device),
         data_dir=arguments.data_dir,
         channels_last=resolve_channels_last(arguments.channels_last, device, arguments.precision),
     )

@@ -7,10 +7,13 @@ import functools
 
 import torch
 
-from aol.engine import data, validation
+from aol.engine import data, recipes, validation
 from aol.engine.commands import UsageError
 from aol.engine.runtime import resolve_device
 from aol.radius import PAPER_RADII, Radius
+
+#: Choices of a switch whose ``auto`` depends on the device (``--compile``, ``--channels-last``).
+AUTO_ON_OFF = ("auto", "on", "off")
 
 
 def _integer(text: str) -> int:
@@ -82,6 +85,28 @@ def add_radii_argument(parser: argparse.ArgumentParser, *names: str, description
         metavar="R",
         help=f"{description} (default: {' '.join(map(str, PAPER_RADII))})",
     )
+
+
+def add_recipe_argument(parser: argparse.ArgumentParser, help: str) -> None:
+    """``--recipe paper|1llc|digits|...``: the training recipe (None: the dataset's default,
+    ``aol.engine.recipes.default_recipe``)."""
+    parser.add_argument("--recipe", choices=sorted(recipes.RECIPES), default=None, help=help)
+
+
+def add_compile_argument(parser: argparse.ArgumentParser) -> None:
+    """``--compile auto|on|off`` of the commands that run training steps (train, calibrate)."""
+    parser.add_argument(
+        "--compile",
+        choices=AUTO_ON_OFF,
+        default="auto",
+        help="CUDA graphs for the training step via torch.compile(mode='reduce-overhead'); "
+        "auto (default) = on for CUDA, off for CPU",
+    )
+
+
+def resolve_compile(choice: str, device: torch.device) -> bool:
+    """``auto`` compiles on CUDA only: on CPU, compiling costs minutes and gains little."""
+    return choice == "on" or (choice == "auto" and device.type == "cuda")
 
 
 def device(flag: str) -> torch.device:

@@ -27,11 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--family", required=True, help="a registered layer family, e.g. aol")
     parser.add_argument("--seed", type=common.seed, required=True)
     parser.add_argument("--out", required=True, metavar="RUN_DIR")
-    parser.add_argument(
-        "--recipe",
-        choices=sorted(recipes.RECIPES),
-        default=None,
-        help="preset of every knob below (default: digits for digits, paper otherwise)",
+    common.add_recipe_argument(
+        parser, help="preset of every knob below (default: digits for digits, paper otherwise)"
     )
     _add_recipe_overrides(parser)
     _add_budget_arguments(parser)
@@ -57,13 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--download", action="store_true", help="allow downloading CIFAR")
     parser.add_argument("--threads", type=common.threads, help="torch CPU threads")
-    parser.add_argument(
-        "--compile",
-        choices=("auto", "on", "off"),
-        default="auto",
-        help="CUDA graphs for the training step via torch.compile(mode='reduce-overhead'); "
-        "auto (default) = on for CUDA, off for CPU",
-    )
+    common.add_compile_argument(parser)
     add_precision_arguments(parser, "trained")
 
 
@@ -80,7 +71,7 @@ def add_precision_arguments(parser: argparse.ArgumentParser, verb: str) -> None:
     )
     parser.add_argument(
         "--channels-last",
-        choices=("auto", "on", "off"),
+        choices=common.AUTO_ON_OFF,
         default="auto",
         help="channels-last images and convolution weights; auto (default) = on for CUDA "
         "with --precision bf16 or tf32 (tensor-core convolutions), off otherwise",
@@ -173,7 +164,7 @@ def config_from_arguments(arguments: argparse.Namespace) -> TrainConfig:
         device=device,
         data_dir=arguments.data_dir,
         download=arguments.download,
-        compile=resolve_compile(arguments.compile, device),
+        compile=common.resolve_compile(arguments.compile, device),
         radii=tuple(arguments.radii),
         precision=arguments.precision,
         channels_last=resolve_channels_last(arguments.channels_last, device, arguments.precision),
@@ -206,11 +197,6 @@ def budget_from_arguments(
             file=sys.stderr,
         )
     return budget.plan(arguments.budget_seconds, calibration)
-
-
-def resolve_compile(choice: str, device: torch.device) -> bool:
-    """``auto`` compiles on CUDA only: on CPU, compiling costs minutes and gains little."""
-    return choice == "on" or (choice == "auto" and device.type == "cuda")
 
 
 def resolve_channels_last(choice: str, device: torch.device, precision: str) -> bool:
