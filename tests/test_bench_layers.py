@@ -88,3 +88,21 @@ def test_bench_rows_are_ratios_to_standard_of_the_same_run():
     )
     # AOL's dense layer holds one more weight-sized tensor for its rescaling
     assert aol_row["memory_ratio"] > 1.0
+
+
+def test_python_m_aol_bench_is_python_m_aol_space_bench(capsys):
+    """``python -m aol.bench layers`` runs the same parser as ``python -m aol bench layers``;
+    a bad argument is the same one-line usage error (exit 2)."""
+    import subprocess
+    import sys
+
+    help_text = subprocess.run(
+        [sys.executable, "-m", "aol.bench", "layers", "--help"], capture_output=True, text=True
+    )
+    assert help_text.returncode == 0 and "usage: aol bench layers" in help_text.stdout
+    bad = subprocess.run(
+        [sys.executable, "-m", "aol.bench", "layers", "--cases", "nope"],
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 2 and "invalid choice: 'nope'" in bad.stderr
