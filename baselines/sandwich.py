@@ -176,4 +176,5 @@ SANDWICH = LayerFamily(
         "(Wang & Manchester, ICML 2023); bound ||[A B]||^2"
     ),
     activation=nn.Identity,
+    nonlinear=True,  # the ReLU inside: conformance takes the Jacobian at several points
 )

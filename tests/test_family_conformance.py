@@ -49,3 +49,30 @@ def test_required_families_are_registered():
     assert {"aol", "standard"} <= set(FAMILY_NAMES)
     assert "aol" in BOUNDED_FAMILY_NAMES
     assert "standard" not in BOUNDED_FAMILY_NAMES
+
+
+@pytest.mark.parametrize("family", FAMILY_NAMES)
+def test_nonlinear_flag_says_whether_the_layers_are_affine(family):
+    """``nonlinear`` decides at how many points the conformance checks take the Jacobian, so
+    it must be True exactly when a layer is not affine: an affine f has f(a x + (1 - a) y)
+    = a f(x) + (1 - a) f(y) for all x, y and a, which a ReLU inside breaks at random points."""
+    import torch
+
+    declared = families.get(family).nonlinear
+    torch.manual_seed(0)
+    layers = [
+        families.get(family).conv(4, 4, 3).double(),
+        families.get(family).linear(6, 6).double(),
+    ]
+    affine = []
+    for layer, shape in zip(layers, [(2, 4, 6, 6), (2, 6)], strict=True):
+        layer.eval()
+        for parameter in layer.parameters():  # away from the initialisation's symmetries
+            parameter.data.add_(0.3 * torch.randn_like(parameter))
+        x, y = torch.randn(shape, dtype=torch.float64), torch.randn(shape, dtype=torch.float64)
+        with torch.no_grad():
+            mixed = layer(0.3 * x + 0.7 * y)
+            expected = 0.3 * layer(x) + 0.7 * layer(y)
+        affine.append(torch.allclose(mixed, expected, atol=1e-9, rtol=1e-9))
+    assert affine[0] == affine[1], "conv and dense layers disagree"
+    assert declared == (not affine[0])
