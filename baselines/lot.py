@@ -246,6 +246,13 @@ class LOTConv2dInference(nn.Module):
         self.source.requires_grad_(False)
         self.source.train(False)
 
+    def train(self, mode: bool = True) -> LOTConv2dInference:
+        """An exported layer has one path: the wrapped layer stays in eval mode (its cached,
+        checked matrices) even when a parent module is put in training mode."""
+        super().train(mode)
+        self.source.train(False)
+        return self
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.source(x)
 

@@ -88,3 +88,18 @@ def test_dense_layer_is_the_polar_factor():
     left, _, right = np.linalg.svd(layer.weight.detach().numpy(), full_matrices=False)
     np.testing.assert_allclose(layer.weight_transform().detach().numpy(), left @ right, atol=1e-3)
     assert layer.lipschitz_bound() <= 1 + 1e-8
+
+
+def test_exported_layer_stays_frozen_when_its_parent_trains():
+    """A parent's .train() must not switch the exported layer back to the training path."""
+    torch.manual_seed(0)
+    layer = LOTConv2d(3, 3, 3)
+    exported = torch.nn.Sequential(layer.export())
+    x = torch.randn(2, 3, 6, 6)
+    exported.eval()
+    with torch.no_grad():
+        frozen = exported(x)
+    exported.train()
+    assert exported.training and not exported[0].source.training
+    with torch.no_grad():
+        assert torch.equal(exported(x), frozen)
