@@ -164,6 +164,15 @@ def cayley_lipschitz_bound(weight: torch.Tensor, alpha: torch.Tensor) -> float:
     return 1.0 + rounding_allowance(weight.dtype, channels, scale_bound(weight, alpha))
 
 
+def cached_lipschitz_bound(cache: _VersionedCache, weight, alpha, power: int = 1) -> float:
+    """``cayley_lipschitz_bound(weight, alpha) ** power``, kept in ``cache`` until a parameter
+    changes: its frequency-grid SVDs cost seconds per conv layer, and certification asks for
+    every layer's bound twice (the network bound, then the Lipschitz audit)."""
+    return cache.get(
+        "lipschitz_bound", (weight, alpha), lambda: cayley_lipschitz_bound(weight, alpha) ** power
+    )
+
+
 class _CayleyBase:
     """Initialisation, cache reset and bound shared by the conv and dense Cayley layers."""
 
@@ -188,7 +197,7 @@ class _CayleyBase:
         return super().train(mode)
 
     def lipschitz_bound(self) -> float:
-        return cayley_lipschitz_bound(self.weight, self.alpha)
+        return cached_lipschitz_bound(self._cache, self.weight, self.alpha)
 
 
 class CayleyConv2d(_CayleyBase, LipschitzConv2d):

@@ -48,6 +48,7 @@ from aol.nn.contract import (
 )
 from baselines.cayley import (
     _VersionedCache,
+    cached_lipschitz_bound,
     cayley,
     cayley_lipschitz_bound,
     frequency_weights,
@@ -132,7 +133,7 @@ class SandwichConv2d(_SandwichBase, LipschitzConv2d):
         return frequency_weights(self.weight, self.alpha, *self.last_input_size)
 
     def lipschitz_bound(self) -> float:
-        return cayley_lipschitz_bound(self.weight, self.alpha) ** 2
+        return cached_lipschitz_bound(self._cache, self.weight, self.alpha, power=2)
 
     def multiply_adds(self, input_shape, batch_size: int) -> int:
         """Own count (not in 1LLC Table 1), per pixel: ``b c_out (c_in + c_out)`` for the two
