@@ -139,6 +139,15 @@ def cayley_lipschitz_bound(weight: torch.Tensor, alpha: torch.Tensor) -> float:
     return 1.0 + rounding_allowance(weight.dtype, channels, scale_bound(weight, alpha))
 
 
+def cached_lipschitz_bound(cache: VersionedCache, weight, alpha, power: int = 1) -> float:
+    """``cayley_lipschitz_bound(weight, alpha) ** power``, kept in ``cache`` until a parameter
+    changes: its frequency-grid SVDs cost seconds per conv layer, and certification asks for
+    every layer's bound twice (the network bound, then the Lipschitz audit)."""
+    return cache.get(
+        "lipschitz_bound", (weight, alpha), lambda: cayley_lipschitz_bound(weight, alpha) ** power
+    )
+
+
 class _ScaledCayley(EvalModeCache):
     """``alpha``, a parameter from construction, and the eval-mode cache of the transform of
     ``alpha W / ||W||_F``."""
@@ -244,7 +253,7 @@ class _CayleyBase:
         self._cache.clear()
 
     def lipschitz_bound(self) -> float:
-        return cayley_lipschitz_bound(self.weight, self.alpha)
+        return cached_lipschitz_bound(self._cache, self.weight, self.alpha)
 
 
 class CayleyConv2d(_CayleyBase, ScaledCayleyConv2d):

@@ -45,6 +45,7 @@ from baselines.cayley import (
     ScaledCayleyConv2d,
     ScaledCayleyConv2dInference,
     ScaledCayleyLinear,
+    cached_lipschitz_bound,
     cayley_lipschitz_bound,
 )
 
@@ -94,7 +95,7 @@ class SandwichConv2d(_SandwichBase, ScaledCayleyConv2d):
         return (self.out_channels, self.out_channels + self.in_channels, *self.kernel_size)
 
     def lipschitz_bound(self) -> float:
-        return cayley_lipschitz_bound(self.weight, self.alpha) ** 2
+        return cached_lipschitz_bound(self._cache, self.weight, self.alpha, power=2)
 
     def multiply_adds(self, input_shape, batch_size: int) -> int:
         """Own count (not in 1LLC Table 1), per pixel: ``b c_out (c_in + c_out)`` for the two

