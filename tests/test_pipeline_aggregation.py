@@ -26,7 +26,9 @@ def write(path, payload):
     return path
 
 
-def fake_run(root, family, seed, clean, certified, status="completed", audits_passed=True):
+def fake_run(
+    root, family, seed, clean, certified, status="completed", audits_passed=True, subset=None
+):
     """result.json, metrics.jsonl and certify.json of one run, as the engine writes them."""
     run = root / "results/runs/digits/aol-digits" / family / "quick" / f"seed{seed}"
     bound = None if certified is None else 1.0
@@ -41,6 +43,7 @@ def fake_run(root, family, seed, clean, certified, status="completed", audits_pa
         "seed": seed,
         "recipe": "paper",
         "hyperparameters": {},
+        "train_subset": subset,
         "test_accuracy": None if status == "diverged" else clean,
         "test_certified_accuracy": None if status == "diverged" else cra,
         "lipschitz_bound": bound,
@@ -229,6 +232,28 @@ def test_mean_std_beside_published(collected):
     assert table.loc["crashy", "status"] == "0/1 completed, 1 failed"
     assert table.loc["unsound", "status"] == "1/2 completed, 1 audit failed"
     assert table.loc["unsound", "clean_mean"] == pytest.approx(80.0)
+
+
+def test_rows_on_a_training_subset_say_how_many_images(collected, tmp_path):
+    runs, _, _ = collected
+    assert runs["train_subset"].isna().all()
+    display = tables.display_experiment(
+        tables.experiment_table(runs, EXPERIMENT, [0, 1], PUBLISHED)
+    )
+    assert "Train images" not in display.columns  # no row on a subset: no column
+    results = [
+        fake_run(tmp_path / "subset", "aol", seed, 0.8, [0.7, 0.6, 0.5, 0.2], subset=500)
+        / "result.json"
+        for seed in (0, 1)
+    ]
+    results.append(fake_run(tmp_path / "subset", "standard", 0, 0.9, None) / "result.json")
+    subset_runs, _, _ = collect.collect(results, [], [])
+    assert subset_runs.set_index("family")["train_subset"]["aol"].tolist() == [500, 500]
+    experiment = {**EXPERIMENT, "families": ["aol", "standard"], "reference": None}
+    table = tables.experiment_table(subset_runs, experiment, [0, 1], PUBLISHED)
+    display = tables.display_experiment(table)
+    assert display["Train images"].tolist() == ["500", "all"]
+    assert "training split" in tables.column_note("Train images")
 
 
 def test_settings_pick_published_rows():

@@ -97,6 +97,16 @@ def nan_temperature(config):
     return "variants[name=digits].temperature"
 
 
+def zero_train_subset(config):
+    config["variants"][0]["train_subset"] = 0
+    return "variants[0].train_subset"
+
+
+def train_subset_above_the_split(config):
+    config["variants"][0]["train_subset"] = 1348  # digits has 1347 training images
+    return "variants[name=digits].train_subset"
+
+
 def seed_above_int64(config):
     config["seeds"] = [0, 2**63]
     return "seeds[1]"
@@ -148,6 +158,8 @@ def name_of_the_shared_runs_folder(config):
         no_momentum_with_nesterov,
         infinite_lr,
         nan_temperature,
+        zero_train_subset,
+        train_subset_above_the_split,
         seed_above_int64,
         architecture_too_big_for_digits,
         residual_family_on_an_aol_paper_model,

@@ -8,10 +8,13 @@ the same on the device at hand:
 * ``calibrate`` times real training steps of a run (the run's data order, batched
   augmentation, loss and SGD step, after warm-up and compilation, synchronised) and returns
   the seconds per epoch, with the device's name (a calibration holds for one device);
-* ``plan`` turns a budget and a calibration into a ``BudgetPlan``: the planned epochs
-  (the nearest whole number, at least 1), which become the recipe's epochs, so the
-  learning-rate schedule follows them. The plan is part of the run's identity; a resumed
-  run keeps the plan saved in its folder (``resumed_plan``) and never derives it again.
+* ``plan`` turns a budget, a calibration and the run's steps per epoch into a
+  ``BudgetPlan``: the epoch time is the calibrated seconds per step times the run's steps
+  per epoch (``steps_per_epoch``: fewer for a run on a training subset, whose steps cost
+  what the whole split's do), and the planned epochs (the nearest whole number, at least 1)
+  become the recipe's epochs, so the learning-rate schedule follows them. The plan is part
+  of the run's identity; a resumed run keeps the plan saved in its folder
+  (``resumed_plan``) and never derives it again.
 
 The budget counts the training steps' time, as 1LLC's Table 8 does; the evaluations
 between epochs are recorded apart (result.json ``train_seconds`` is the wall time).
@@ -64,8 +67,16 @@ def planned_epochs(budget_seconds: float, epoch_seconds: float) -> int:
     return max(1, math.floor(budget_seconds / epoch_seconds + 0.5))
 
 
-def plan(budget_seconds: float, calibration: dict) -> BudgetPlan:
-    epoch_seconds = float(calibration["seconds_per_epoch"])
+def steps_per_epoch(train_images: int, batch_size: int) -> int:
+    """Training steps of one epoch over ``train_images`` (the last batch may be smaller)."""
+    return math.ceil(train_images / batch_size)
+
+
+def plan(budget_seconds: float, calibration: dict, run_steps_per_epoch: int) -> BudgetPlan:
+    """The plan of a run with ``run_steps_per_epoch`` steps per epoch (``steps_per_epoch`` of
+    its training split or subset): its epoch time is the calibrated seconds per step times
+    that count, whatever split the calibration drew its batches from."""
+    epoch_seconds = float(calibration["seconds_per_step"]) * run_steps_per_epoch
     return BudgetPlan(
         budget_seconds=float(budget_seconds),
         calibrated_epoch_seconds=epoch_seconds,
@@ -93,8 +104,8 @@ def read_calibration(path: str, expected: dict) -> dict:
         raise CalibrationError(f"cannot read calibration {path}: {error}") from None
     if isinstance(calibration, dict) and calibration.get("status") == "failed":
         raise CalibrationError(f"the calibration job failed ({path}; see its log)")
-    if not isinstance(calibration, dict) or not calibration.get("seconds_per_epoch", 0) > 0:
-        raise CalibrationError(f"{path} is not a calibration (no seconds_per_epoch > 0)")
+    if not isinstance(calibration, dict) or not calibration.get("seconds_per_step", 0) > 0:
+        raise CalibrationError(f"{path} is not a calibration (no seconds_per_step > 0)")
     different = [
         f"{key} {calibration.get(key)!r} (run: {expected[key]!r})"
         for key in CALIBRATION_MATCH_KEYS
@@ -141,9 +152,10 @@ def calibrate(
     compile_step: bool = False,
     data_dir: str = "data",
 ) -> dict:
-    """Seconds per epoch of training ``key`` (``calibration_key``) with ``recipe`` on
-    ``device``: ``warmup`` untimed steps (compilation), then ``steps`` timed ones, each with
-    its augmentation, loss accumulation and SGD step, synchronised at both ends."""
+    """Seconds per step (and per epoch of the whole training split) of training ``key``
+    (``calibration_key``) with ``recipe`` on ``device``: ``warmup`` untimed steps
+    (compilation), then ``steps`` timed ones, each with its augmentation, loss accumulation
+    and SGD step, synchronised at both ends."""
     from aol.engine.train import make_optimiser, training_step  # train imports this module
 
     info = data.info(key["dataset"])
@@ -175,7 +187,7 @@ def calibrate(
     run_steps(steps)
     synchronise(device)
     seconds_per_step = (time.perf_counter() - begin) / steps
-    steps_per_epoch = math.ceil(len(dataset.train_labels) / recipe.batch_size)
+    full_split_steps = steps_per_epoch(len(dataset.train_labels), recipe.batch_size)
     return {
         **key,
         "recipe": recipe.as_dict(),
@@ -184,7 +196,7 @@ def calibrate(
         "warmup_steps": warmup,
         "timed_steps": steps,
         "seconds_per_step": seconds_per_step,
-        "steps_per_epoch": steps_per_epoch,
-        "seconds_per_epoch": seconds_per_step * steps_per_epoch,
+        "steps_per_epoch": full_split_steps,
+        "seconds_per_epoch": seconds_per_step * full_split_steps,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }

@@ -124,6 +124,16 @@ def _check_recipe(variant, dataset):
         ) from error
 
 
+def _check_train_subset(variant, dataset):
+    """train_subset fits the dataset's training split (python -m aol train checks the same)."""
+    size, available = variant["train_subset"], aol.engine.data.info(dataset).train_size
+    if size is not None and size > available:
+        raise ConfigError(
+            f"config key variants[name={variant['name']}].train_subset: {size} is more than "
+            f"the {available} images of the {dataset} training split"
+        )
+
+
 def _check_models(key, experiment):
     for architecture in experiment["architectures"]:
         for family in experiment["families"]:
@@ -139,6 +149,7 @@ def _check_engine_settings():
     for name, experiment in EXPERIMENTS.items():
         for variant in experiment["variants"]:
             _check_recipe(VARIANTS[variant], experiment["dataset"])
+            _check_train_subset(VARIANTS[variant], experiment["dataset"])
         _check_models(f"experiments[name={name}]", experiment)
     for seed in config["seeds"]:
         try:
@@ -388,6 +399,7 @@ def train_arguments(wildcards):
         "recipe",
         "epochs",
         "batch_size",
+        "train_subset",
         "lr",
         "weight_decay",
         "momentum",

@@ -115,6 +115,7 @@ def run_row(result_path: Path, certificate_path: Path | None) -> dict:
     row.update(per_radius(certified, certified_column))
     row.update(per_radius(empirical, empirical_column))
     for key in (
+        "train_subset",
         "epochs_completed",
         "epochs",
         "train_seconds",

@@ -99,6 +99,19 @@ def check_model(architecture: str, family: str, dataset: str) -> data.DatasetInf
         raise UsageError(str(error)) from error
 
 
+def train_subset(size: int | None, info: data.DatasetInfo) -> int:
+    """The images of a training epoch: ``size`` (--train-subset), checked against the
+    dataset's training split, or the whole split when None."""
+    if size is None:
+        return info.train_size
+    if size > info.train_size:
+        raise UsageError(
+            f"argument --train-subset: {size} is more than the {info.train_size} images of "
+            f"the {info.name} training split"
+        )
+    return size
+
+
 def attack_setting(name: str):
     """The argparse type of ``--attack-points``, ``--attack-steps`` or ``--attack-restarts``."""
     return _checked_integer(functools.partial(validation.attack_setting, name), name)
