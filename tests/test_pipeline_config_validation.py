@@ -107,6 +107,16 @@ def train_subset_above_the_split(config):
     return "variants[name=digits].train_subset"
 
 
+def zero_test_subset(config):
+    config["certify"]["test_subset"] = 0
+    return "certify.test_subset"
+
+
+def certify_subset_above_the_split(config):
+    config["certify"]["test_subset"] = 451  # digits has 450 test images
+    return "certify.test_subset"
+
+
 def seed_above_int64(config):
     config["seeds"] = [0, 2**63]
     return "seeds[1]"
@@ -160,6 +170,8 @@ def name_of_the_shared_runs_folder(config):
         nan_temperature,
         zero_train_subset,
         train_subset_above_the_split,
+        zero_test_subset,
+        certify_subset_above_the_split,
         seed_above_int64,
         architecture_too_big_for_digits,
         residual_family_on_an_aol_paper_model,

@@ -1,5 +1,6 @@
 """``python -m aol train --train-subset N``: a fixed, class-balanced subset of the training
-split, the same for every seed, part of the run's identity and recorded in result.json."""
+split, the same for every seed, part of the run's identity and recorded in result.json; and
+``--test-subset N`` of train (monitoring) and certify."""
 
 import io
 import json
@@ -8,10 +9,11 @@ import math
 import pytest
 import torch
 
+import aol
 from aol.engine import budget, data
 from aol.engine.cli import build_parser, main
 from aol.engine.commands.train import config_from_arguments
-from aol.engine.run_folder import RunFolder, run_identity
+from aol.engine.run_folder import RunFolder, build_model, run_identity
 from aol.engine.train import prepare
 
 ARGS = ["--dataset", "digits", "--architecture", "aol-digits", "--family", "aol",
@@ -42,7 +44,7 @@ def assert_class_balanced(labels: torch.Tensor, indices: torch.Tensor) -> None:
      (DIGITS_LABELS, 1347), (uneven_labels(), 25), (uneven_labels(), 60), (uneven_labels(), 99)],
 )  # fmt: skip
 def test_subset_has_its_size_distinct_indices_and_balanced_classes(labels, size):
-    indices = data.train_subset_indices(labels, size)
+    indices = data.subset_indices(labels, size)
     assert len(indices) == size and len(set(indices.tolist())) == size
     assert 0 <= int(indices.min()) and int(indices.max()) < len(labels)
     assert torch.equal(indices, indices.sort().values)
@@ -53,11 +55,11 @@ def test_subset_has_its_size_distinct_indices_and_balanced_classes(labels, size)
 
 def test_subset_depends_on_neither_the_seed_nor_torch_generator_and_grows_nested():
     torch.manual_seed(1)
-    first = data.train_subset_indices(DIGITS_LABELS, 200)
+    first = data.subset_indices(DIGITS_LABELS, 200)
     torch.manual_seed(2)
     torch.rand(10)
-    assert torch.equal(first, data.train_subset_indices(DIGITS_LABELS, 200))
-    larger = set(data.train_subset_indices(DIGITS_LABELS, 500).tolist())
+    assert torch.equal(first, data.subset_indices(DIGITS_LABELS, 200))
+    larger = set(data.subset_indices(DIGITS_LABELS, 500).tolist())
     assert set(first.tolist()) <= larger
     # not the first 200 of the split: drawn from all of it
     assert int(first.max()) > 1000
@@ -65,8 +67,8 @@ def test_subset_depends_on_neither_the_seed_nor_torch_generator_and_grows_nested
 
 @pytest.mark.parametrize("size", [0, -1, 1348, True, 2.0])
 def test_a_subset_the_split_cannot_give_is_an_error(size):
-    with pytest.raises(data.TrainSubsetError, match="1347"):
-        data.train_subset_indices(DIGITS_LABELS, size)
+    with pytest.raises(data.SubsetError, match="1347"):
+        data.subset_indices(DIGITS_LABELS, size)
 
 
 def test_the_dataset_table_knows_each_training_split_size():
@@ -94,7 +96,7 @@ def test_two_seeds_train_on_the_same_subset_of_the_split(tmp_path):
     seed1 = prepared_training_images(tmp_path, 1, "--train-subset", "120")
     assert seed0.shape == (120, 1, 8, 8) and torch.equal(seed0, seed1)
     digits = data.load("digits")
-    expected = digits.train_images[data.train_subset_indices(digits.train_labels, 120)]
+    expected = digits.train_images[data.subset_indices(digits.train_labels, 120)]
     assert torch.equal(seed0, expected)
     assert len(prepared_training_images(tmp_path, 2)) == len(DIGITS_LABELS)
 
@@ -154,3 +156,69 @@ def test_a_budget_counts_the_subsets_steps_per_epoch():
     subset_plan = budget.plan(14, calibration, budget.steps_per_epoch(200, 100))
     assert subset_plan.calibrated_epoch_seconds == 1.0 and subset_plan.planned_epochs == 14
     # (tests/test_budget.py trains a budget run on a subset through the CLI)
+
+
+# ------------------------------------------------------------------ --test-subset
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("trained") / "run"
+    assert main(["train", *ARGS, "--seed", "0", "--out", str(out)]) == 0
+    return out
+
+
+def test_certify_on_a_test_subset_scores_exactly_those_images(trained_run, tmp_path):
+    out = tmp_path / "certify.json"
+    certify = ["certify", "--run", str(trained_run), "--out", str(out), "--device", "cpu",
+               "--attack-points", "0", "--audit-points", "1", "--audit-iterations", "2",
+               "--test-subset", "100"]  # fmt: skip
+    assert main(certify) == 0
+    report = json.loads(out.read_text())
+    assert report["test_points"] == report["test_subset"] == 100
+    # independently: the float64 export of the checkpoint on the same 100 test images
+    saved = torch.load(trained_run / "checkpoint.pt", weights_only=True)
+    model = build_model(saved["identity"])
+    model.load_state_dict(saved["model"])
+    digits = data.load("digits")
+    chosen = data.subset_indices(digits.test_labels, 100, "test")
+    assert torch.bincount(digits.test_labels[chosen]).tolist() == [10] * 10
+    with torch.no_grad():
+        scores = aol.export(model.double().eval())(digits.test_images[chosen].double())
+    accuracy = (scores.argmax(1) == digits.test_labels[chosen]).double().mean().item()
+    assert report["clean_accuracy"] == pytest.approx(accuracy, abs=1e-12)
+
+
+def test_monitoring_on_a_test_subset_is_recorded_and_not_part_of_the_identity(tmp_path):
+    out = tmp_path / "run"
+    run = ["train", *ARGS, "--seed", "0", "--out", str(out)]
+    assert main([*run, "--test-subset", "45"]) == 0
+    result = json.loads((out / "result.json").read_text())
+    assert result["test_subset"] == 45 and result["train_subset"] is None
+    assert round(result["test_accuracy"] * 45, 9) == round(result["test_accuracy"] * 45)
+    assert main(run) == 0  # the same run, reported as finished
+    assert json.loads((out / "result.json").read_text()) == result
+
+
+@pytest.mark.parametrize(
+    "command, size, words",
+    [("train", "451", ["--test-subset", "450 images of the digits test split"]),
+     ("train", "0", ["--test-subset", ">= 1"]),
+     ("certify", "451", ["--test-subset", "450 images of the digits test split"]),
+     ("certify", "x", ["--test-subset", "integer"])],
+)  # fmt: skip
+def test_a_test_subset_the_split_cannot_give_is_one_line(trained_run, tmp_path, capsys, command,
+                                                         size, words):  # fmt: skip
+    out = tmp_path / "out"
+    if command == "train":
+        argv = ["train", *ARGS, "--seed", "0", "--out", str(out)]
+    else:
+        argv = ["certify", "--run", str(trained_run), "--out", str(out), "--device", "cpu"]
+    try:
+        code = main([*argv, "--test-subset", size])
+    except SystemExit as exit_info:
+        code = exit_info.code
+    error = capsys.readouterr().err
+    assert code == 2 and len(error.strip().splitlines()) == 1, error
+    assert all(word in error for word in words), error
+    assert not out.exists()

@@ -17,8 +17,9 @@ live on the training device (``Dataset.to``); training indexes it directly.
   ``data_dir`` (``fashion_mnist_folder`` says which), read directly (``read_idx``). Never
   downloaded: install the package, or put the files under ``data_dir``.
 
-``train_subset_indices`` picks a fixed, class-balanced subset of a training split
-(``python -m aol train --train-subset N``), the same for every training seed.
+``subset_indices`` picks a fixed, class-balanced subset of a split: of the training split
+(``python -m aol train --train-subset N``), the same for every training seed, and of the
+test split (``--test-subset N`` of ``train``'s monitoring and of ``certify``).
 """
 
 from __future__ import annotations
@@ -55,40 +56,41 @@ class DatasetInfo:
     horizontal_flip: bool  # the flip keeps the class (not for digits)
     #: per-channel mean of the training images in [0, 1], for recipes that centre inputs
     channel_mean: tuple[float, ...] = ()
-    #: images in the training split as ``load`` gives it (digits: 1797 - 450 test images)
+    #: images in the training and test splits as ``load`` gives them
     train_size: int = 0
+    test_size: int = 0
 
 
 # CIFAR means as in berndprach/1LipschitzLayersCompared@01e3f2a datasets/datasets_.py;
 # digits: the mean of the training split (python -c "from aol.engine import data;
 # print(data.load('digits').train_images.mean().item())"); Fashion-MNIST: the mean of its
-# training images (train-images-idx3-ubyte.gz of the Debian package). train_size: CIFAR's
-# 50000 and Fashion-MNIST's 60000 training images (Krizhevsky 2009; Xiao et al. 2017), and
-# digits' 1797 images less its stratified test quarter (len(data.load('digits').train_labels))
+# training images (train-images-idx3-ubyte.gz of the Debian package). Split sizes: CIFAR's
+# 50000 / 10000 and Fashion-MNIST's 60000 / 10000 (Krizhevsky 2009; Xiao et al. 2017), and
+# digits' 1797 images split into 1347 / 450 (DIGITS_TEST_FRACTION, stratified)
 DATASETS = {
     "digits": DatasetInfo(
         "digits", 1, 8, 10, colour=False, horizontal_flip=False, channel_mean=(0.3052247,),
-        train_size=1347,
+        train_size=1347, test_size=450,
     ),
     "cifar10": DatasetInfo(
         "cifar10", 3, 32, 10, colour=True, horizontal_flip=True,
-        channel_mean=(0.49139968, 0.48215841, 0.44653091), train_size=50000,
+        channel_mean=(0.49139968, 0.48215841, 0.44653091), train_size=50000, test_size=10000,
     ),
     "cifar100": DatasetInfo(
         "cifar100", 3, 32, 100, colour=True, horizontal_flip=True,
-        channel_mean=(0.5071, 0.4865, 0.4409), train_size=50000,
+        channel_mean=(0.5071, 0.4865, 0.4409), train_size=50000, test_size=10000,
     ),
     # the horizontal flip keeps every Fashion-MNIST class (garments, bags, shoes)
     "fashion-mnist": DatasetInfo(
         "fashion-mnist", 1, 28, 10, colour=False, horizontal_flip=True, channel_mean=(0.2860406,),
-        train_size=60000,
+        train_size=60000, test_size=10000,
     ),
 }  # fmt: skip
 
 
-#: The training subset is drawn with this seed, never with the run's: every seed of a run with
+#: Subsets are drawn with this seed, never with the run's: every seed of a run with
 #: ``--train-subset N`` trains on the same N images.
-TRAIN_SUBSET_SEED = 0
+SUBSET_SEED = 0
 
 
 class UnknownDatasetError(KeyError):
@@ -100,8 +102,8 @@ class DatasetNotFoundError(FileNotFoundError):
     """The dataset's files are absent (or fail their checksum) and may not be downloaded."""
 
 
-class TrainSubsetError(ValueError):
-    """A training subset that the training split cannot give."""
+class SubsetError(ValueError):
+    """A subset that its split cannot give."""
 
 
 def info(name: str) -> DatasetInfo:
@@ -130,32 +132,44 @@ class Dataset:
         )
 
     def with_train_subset(self, size: int) -> Dataset:
-        """This dataset with its training split cut to ``train_subset_indices(size)``."""
-        indices = train_subset_indices(self.train_labels.cpu(), size).to(self.train_labels.device)
+        """This dataset with its training split cut to ``subset_indices(size)``."""
+        indices = subset_indices(self.train_labels.cpu(), size, "training")
         return Dataset(
             self.info,
-            self.train_images[indices],
-            self.train_labels[indices],
+            self.train_images[indices.to(self.train_images.device)],
+            self.train_labels[indices.to(self.train_labels.device)],
             self.test_images,
             self.test_labels,
         )
 
+    def with_test_subset(self, size: int) -> Dataset:
+        """This dataset with its test split cut to ``subset_indices(size)``."""
+        indices = subset_indices(self.test_labels.cpu(), size, "test")
+        return Dataset(
+            self.info,
+            self.train_images,
+            self.train_labels,
+            self.test_images[indices.to(self.test_images.device)],
+            self.test_labels[indices.to(self.test_labels.device)],
+        )
 
-def train_subset_indices(labels: torch.Tensor, size: int) -> torch.Tensor:
-    """Ascending indices of a fixed, class-balanced subset of ``size`` training examples.
 
-    The examples are put in the order of one permutation drawn with ``TRAIN_SUBSET_SEED``
+def subset_indices(labels: torch.Tensor, size: int, split: str = "training") -> torch.Tensor:
+    """Ascending indices of a fixed, class-balanced subset of ``size`` examples of a split
+    (``labels``; ``split`` names it in the error).
+
+    The examples are put in the order of one permutation drawn with ``SUBSET_SEED``
     and dealt class by class: the first example of every class in that order, then the
     second of every class, and so on; the subset is the first ``size`` dealt. Class counts
     differ by at most one, except where a class has no examples left; a smaller subset is
-    part of every larger one; the run's seed plays no part. TrainSubsetError unless
+    part of every larger one; the run's seed plays no part. SubsetError unless
     1 <= size <= len(labels)."""
     if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= len(labels):
-        raise TrainSubsetError(
-            f"training subset of {size!r} images: the training split has {len(labels)} "
+        raise SubsetError(
+            f"{split} subset of {size!r} images: the {split} split has {len(labels)} "
             f"images, give 1 to {len(labels)}"
         )
-    generator = torch.Generator().manual_seed(TRAIN_SUBSET_SEED)
+    generator = torch.Generator().manual_seed(SUBSET_SEED)
     order = torch.randperm(len(labels), generator=generator)
     shuffled = labels[order]
     rank_in_class = torch.empty(len(labels), dtype=torch.int64)

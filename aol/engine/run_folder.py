@@ -207,7 +207,7 @@ def run_identity(
     """What makes two runs the same run (a checkpoint must match it to be resumed). A run
     trained to a time budget also has its ``budget`` plan (aol.engine.budget.BudgetPlan):
     the budget, the calibrated epoch time and the planned epochs. ``train_subset``: the
-    number of training images (aol.engine.data.train_subset_indices), None for all."""
+    number of training images (aol.engine.data.subset_indices), None for all."""
     identity = {
         "dataset": dataset,
         "architecture": architecture,

@@ -102,14 +102,34 @@ def check_model(architecture: str, family: str, dataset: str) -> data.DatasetInf
 def train_subset(size: int | None, info: data.DatasetInfo) -> int:
     """The images of a training epoch: ``size`` (--train-subset), checked against the
     dataset's training split, or the whole split when None."""
+    return _subset(size, info.train_size, "--train-subset", f"{info.name} training split")
+
+
+def test_subset(size: int | None, info: data.DatasetInfo) -> int:
+    """The test images evaluated: ``size`` (--test-subset), checked against the dataset's
+    test split, or the whole split when None."""
+    return _subset(size, info.test_size, "--test-subset", f"{info.name} test split")
+
+
+def _subset(size: int | None, available: int, flag: str, split: str) -> int:
     if size is None:
-        return info.train_size
-    if size > info.train_size:
+        return available
+    if size > available:
         raise UsageError(
-            f"argument --train-subset: {size} is more than the {info.train_size} images of "
-            f"the {info.name} training split"
+            f"argument {flag}: {size} is more than the {available} images of the {split}"
         )
     return size
+
+
+def add_test_subset_argument(parser: argparse.ArgumentParser, description: str) -> None:
+    """``--test-subset N``: N images of the test split (a fixed, class-balanced subset,
+    aol.engine.data.subset_indices), instead of all of them."""
+    parser.add_argument(
+        "--test-subset",
+        type=positive_int,
+        metavar="N",
+        help=f"{description}: a fixed, class-balanced subset of N test images (default: all)",
+    )
 
 
 def attack_setting(name: str):

@@ -41,6 +41,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="train on N images of the training split (part of the run's identity): a fixed, "
         "class-balanced subset, the same for every seed (default: all of them)",
     )
+    common.add_test_subset_argument(
+        parser,
+        "evaluate the per-epoch monitoring metrics on N test images (not part of the "
+        "run's identity; python -m aol certify --test-subset for the certificate)",
+    )
     _add_budget_arguments(parser)
     parser.add_argument("--checkpoint-every", type=common.positive_int, default=10)
     parser.add_argument(
@@ -138,6 +143,7 @@ def config_from_arguments(arguments: argparse.Namespace) -> TrainConfig:
     """Every check that can fail happens here, before any work."""
     info = common.check_model(arguments.architecture, arguments.family, arguments.dataset)
     train_images = common.train_subset(arguments.train_subset, info)
+    common.test_subset(arguments.test_subset, info)
     recipe_name = arguments.recipe or recipes.default_recipe(arguments.dataset)
     recipe = recipes.get(recipe_name).with_overrides(
         epochs=arguments.epochs,
@@ -181,6 +187,7 @@ def config_from_arguments(arguments: argparse.Namespace) -> TrainConfig:
         channels_last=resolve_channels_last(arguments.channels_last, device, arguments.precision),
         budget=budget_plan,
         train_subset=arguments.train_subset,
+        test_subset=arguments.test_subset,
     )
 
 
@@ -232,7 +239,7 @@ def run(arguments: argparse.Namespace) -> int:
     try:
         check_run_folder_path(config.out)
         result = train(config)  # the folder's problems are raised before any work
-    except (RunFolderError, data.TrainSubsetError) as error:
+    except (RunFolderError, data.SubsetError) as error:  # a subset of files under --data-dir
         raise UsageError(str(error)) from error
     summary = {
         key: result.get(key)
