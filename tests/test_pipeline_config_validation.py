@@ -97,6 +97,11 @@ def nan_temperature(config):
     return "variants[name=digits].temperature"
 
 
+def unknown_schedule(config):
+    config["variants"][0]["schedule"] = "cosine"
+    return "variants[0].schedule"
+
+
 def zero_train_subset(config):
     config["variants"][0]["train_subset"] = 0
     return "variants[0].train_subset"
@@ -168,6 +173,7 @@ def name_of_the_shared_runs_folder(config):
         no_momentum_with_nesterov,
         infinite_lr,
         nan_temperature,
+        unknown_schedule,
         zero_train_subset,
         train_subset_above_the_split,
         zero_test_subset,
