@@ -15,10 +15,12 @@ from aol.engine.cli import main
 RUN = ["--dataset", "digits", "--architecture", "aol-digits", "--family", "aol"]
 DEVICE = ["--device", "cpu", "--threads", "1"]
 BATCH = 300  # 5 steps per digits epoch: seconds per test run
+STEPS = math.ceil(data.info("digits").train_size / BATCH)
 
 
 def fake_calibration(path, epoch_seconds, **changes):
-    """A calibration file as python -m aol calibrate writes it, with a chosen epoch time."""
+    """A calibration file as python -m aol calibrate writes it, with a chosen epoch time of
+    the whole digits split."""
     calibration = dict(
         dataset="digits",
         architecture="aol-digits",
@@ -26,6 +28,8 @@ def fake_calibration(path, epoch_seconds, **changes):
         batch_size=BATCH,
         augment=recipes.get("digits").augment,
         device_name="a test device",
+        seconds_per_step=epoch_seconds / STEPS,
+        steps_per_epoch=STEPS,
         seconds_per_epoch=epoch_seconds,
     )
     path.write_text(json.dumps({**calibration, **changes}))
@@ -119,6 +123,21 @@ def test_budget_run_derives_its_epochs_and_schedule_from_the_calibration(tmp_pat
     assert expected_lr != pytest.approx([recipes.epoch_settings(recipe, e)[0] for e in range(3)])
 
 
+def test_a_budget_run_on_a_training_subset_plans_the_subsets_epochs(tmp_path):
+    """0.2 s per step (1 s per epoch of the whole split): 600 images are 2 steps, 0.4 s."""
+    calibration = fake_calibration(tmp_path / "calibration.json", epoch_seconds=1.0)
+    out = tmp_path / "run"
+    assert main([*train_command(out, calibration, 2.0, "--train-subset", "600")[3:]]) == 0
+    result = json.loads((out / "result.json").read_text())
+    assert result["train_subset"] == 600
+    assert result["budget"]["calibrated_epoch_seconds"] == pytest.approx(0.4)
+    assert result["planned_epochs"] == result["epochs_completed"] == 5
+    # the whole split in the same budget: 2 epochs
+    whole = tmp_path / "whole"
+    assert main([*train_command(whole, calibration, 2.0)[3:]]) == 0
+    assert json.loads((whole / "result.json").read_text())["planned_epochs"] == 2
+
+
 def test_resumed_budget_run_keeps_its_epochs_after_a_kill(tmp_path):
     calibration = fake_calibration(tmp_path / "calibration.json", epoch_seconds=1.0)
     out = tmp_path / "run"
@@ -126,7 +145,7 @@ def test_resumed_budget_run_keeps_its_epochs_after_a_kill(tmp_path):
     kill_after_checkpoint(command, out, epoch=1)
     # a new calibration would plan 2 epochs; the resumed run keeps the 4 it planned
     fake_calibration(calibration, epoch_seconds=2.0)
-    assert budget.plan(4, json.loads(calibration.read_text())).planned_epochs == 2
+    assert budget.plan(4, json.loads(calibration.read_text()), STEPS).planned_epochs == 2
     subprocess.run(command, check=True, capture_output=True)
     result = json.loads((out / "result.json").read_text())
     assert result["planned_epochs"] == result["epochs_completed"] == 4
@@ -145,7 +164,7 @@ def test_resumed_budget_run_keeps_its_epochs_after_a_kill(tmp_path):
         (["--epochs", "3"], {}, "either --epochs or --budget-seconds"),
         ([], {"family": "soc"}, "made for another run: family 'soc'"),
         ([], {"batch_size": 50}, "batch_size 50"),
-        ([], {"seconds_per_epoch": 0}, "not a calibration"),
+        ([], {"seconds_per_step": 0}, "not a calibration"),
         ([], {"status": "failed"}, "the calibration job failed"),
         # a file without a precision timed fp32 steps; a bf16 run needs a bf16 calibration
         (["--precision", "bf16"], {}, "precision 'fp32' (run: 'bf16')"),

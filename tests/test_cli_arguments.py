@@ -66,6 +66,9 @@ def assert_one_line_error(capsys, code, *words):
         ("--momentum", ["nan"], ["--momentum"]),
         ("--momentum", ["0", "--nesterov"], ["--momentum", "Nesterov"]),
         ("--epochs", ["0"], ["--epochs"]),
+        ("--train-subset", ["0"], ["--train-subset", ">= 1"]),
+        ("--train-subset", ["1e3"], ["--train-subset", "integer"]),
+        ("--train-subset", ["1348"], ["--train-subset", "1347 images of the digits"]),
         ("--no-such-flag", [], ["--no-such-flag", "aol --help"]),  # the top-level parser's
     ],
 )

@@ -113,3 +113,32 @@ def test_padded_convnet_is_the_convnet_on_the_centred_zero_padded_image():
     assert network_lipschitz_bound(padded) == network_lipschitz_bound(inner)
     with pytest.raises(ValueError, match="ZeroPadToPowerOfTwo"):
         padded(torch.rand(1, 1, 32, 32))
+
+
+@pytest.mark.parametrize(
+    "flag, size, message",
+    [("--train-subset", "200", "the training split has 100 images"),
+     ("--test-subset", "60", "the test split has 50 images")],
+)  # fmt: skip
+def test_a_subset_larger_than_the_files_under_data_dir_is_one_line(
+    tmp_path, capsys, flag, size, message
+):
+    """Smaller idx files under --data-dir than the published splits: the subset is checked
+    against the split as loaded, before any training step."""
+    folder = tmp_path / "data" / "fashion-mnist"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    sizes = {"train_images": 100, "train_labels": 100, "test_images": 50, "test_labels": 50}
+    for key, file in data.FASHION_MNIST_FILES.items():
+        shape = (sizes[key], 28, 28) if key.endswith("images") else (sizes[key],)
+        write_idx(folder / file, rng.integers(0, 10 if "labels" in key else 256, shape))
+    out = tmp_path / "run"
+    code = main(
+        ["train", "--dataset", "fashion-mnist", "--architecture", "convnet-xs-padded",
+         "--family", "aol", "--seed", "0", "--out", str(out), "--data-dir",
+         str(tmp_path / "data"), "--epochs", "1", "--device", "cpu", flag, size]
+    )  # fmt: skip
+    error = capsys.readouterr().err
+    assert code == 2 and message in error, error
+    assert len(error.strip().splitlines()) == 1
+    assert not (out / "checkpoint.pt").exists()

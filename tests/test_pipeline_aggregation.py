@@ -26,7 +26,17 @@ def write(path, payload):
     return path
 
 
-def fake_run(root, family, seed, clean, certified, status="completed", audits_passed=True):
+def fake_run(
+    root,
+    family,
+    seed,
+    clean,
+    certified,
+    status="completed",
+    audits_passed=True,
+    subset=None,
+    test_subset=None,
+):
     """result.json, metrics.jsonl and certify.json of one run, as the engine writes them."""
     run = root / "results/runs/digits/aol-digits" / family / "quick" / f"seed{seed}"
     bound = None if certified is None else 1.0
@@ -41,6 +51,7 @@ def fake_run(root, family, seed, clean, certified, status="completed", audits_pa
         "seed": seed,
         "recipe": "paper",
         "hyperparameters": {},
+        "train_subset": subset,
         "test_accuracy": None if status == "diverged" else clean,
         "test_certified_accuracy": None if status == "diverged" else cra,
         "lipschitz_bound": bound,
@@ -79,7 +90,8 @@ def fake_run(root, family, seed, clean, certified, status="completed", audits_pa
             "run": str(run),
             "status": "no_bound" if certified is None else "completed",
             "lipschitz_bound": bound,
-            "test_points": 100,
+            "test_points": test_subset or 100,
+            "test_subset": test_subset,
             "clean_accuracy": clean,
             "certified_accuracy": cra or dict.fromkeys(RADII),
             "empirical_robust_accuracy": dict.fromkeys(RADII, 0.5),
@@ -229,6 +241,35 @@ def test_mean_std_beside_published(collected):
     assert table.loc["crashy", "status"] == "0/1 completed, 1 failed"
     assert table.loc["unsound", "status"] == "1/2 completed, 1 audit failed"
     assert table.loc["unsound", "clean_mean"] == pytest.approx(80.0)
+
+
+def test_rows_on_subsets_say_how_many_images(collected, tmp_path):
+    runs, _, _ = collected
+    assert runs["train_subset"].isna().all() and runs["test_subset"].isna().all()
+    display = tables.display_experiment(
+        tables.experiment_table(runs, EXPERIMENT, [0, 1], PUBLISHED)
+    )
+    # no row on a subset: no column
+    assert "Train images" not in display.columns and "Test images" not in display.columns
+    root = tmp_path / "subset"
+    runs = [
+        fake_run(root, "aol", seed, 0.8, [0.7, 0.6, 0.5, 0.2], subset=500, test_subset=40)
+        for seed in (0, 1)
+    ]
+    runs.append(fake_run(root, "standard", 0, 0.9, None))
+    subset_runs, _, _ = collect.collect(
+        [run / "result.json" for run in runs], [run / "certify.json" for run in runs], []
+    )
+    by_family = subset_runs.set_index("family")
+    assert by_family["train_subset"]["aol"].tolist() == [500, 500]
+    assert by_family["test_subset"]["aol"].tolist() == [40, 40]
+    experiment = {**EXPERIMENT, "families": ["aol", "standard"], "reference": None}
+    table = tables.experiment_table(subset_runs, experiment, [0, 1], PUBLISHED)
+    display = tables.display_experiment(table)
+    assert display["Train images"].tolist() == ["500", "all"]
+    assert display["Test images"].tolist() == ["40", "all"]
+    assert "training split" in tables.column_note("Train images")
+    assert "test split" in tables.column_note("Test images")
 
 
 def test_settings_pick_published_rows():

@@ -97,6 +97,31 @@ def nan_temperature(config):
     return "variants[name=digits].temperature"
 
 
+def unknown_schedule(config):
+    config["variants"][0]["schedule"] = "cosine"
+    return "variants[0].schedule"
+
+
+def zero_train_subset(config):
+    config["variants"][0]["train_subset"] = 0
+    return "variants[0].train_subset"
+
+
+def train_subset_above_the_split(config):
+    config["variants"][0]["train_subset"] = 1348  # digits has 1347 training images
+    return "variants[name=digits].train_subset"
+
+
+def zero_test_subset(config):
+    config["certify"]["test_subset"] = 0
+    return "certify.test_subset"
+
+
+def certify_subset_above_the_split(config):
+    config["certify"]["test_subset"] = 451  # digits has 450 test images
+    return "certify.test_subset"
+
+
 def seed_above_int64(config):
     config["seeds"] = [0, 2**63]
     return "seeds[1]"
@@ -148,6 +173,11 @@ def name_of_the_shared_runs_folder(config):
         no_momentum_with_nesterov,
         infinite_lr,
         nan_temperature,
+        unknown_schedule,
+        zero_train_subset,
+        train_subset_above_the_split,
+        zero_test_subset,
+        certify_subset_above_the_split,
         seed_above_int64,
         architecture_too_big_for_digits,
         residual_family_on_an_aol_paper_model,

@@ -7,15 +7,18 @@ the same on the device at hand:
 
 * ``calibrate`` times real training steps of a run (the run's data order, batched
   augmentation, precision and memory layout, loss and SGD step, after warm-up and
-  compilation, synchronised) and returns the seconds per epoch, with the device's name (a
-  calibration holds for one device). The timed steps are cut into chunks, each synchronised
-  at both ends, and the median chunk gives the time per step: a chunk slowed down by
-  something else on the machine (another process, the garbage collector) does not move it;
-
-* ``plan`` turns a budget and a calibration into a ``BudgetPlan``: the planned epochs
-  (the nearest whole number, at least 1), which become the recipe's epochs, so the
-  learning-rate schedule follows them. The plan is part of the run's identity; a resumed
-  run keeps the plan saved in its folder (``resumed_plan``) and never derives it again.
+  compilation, synchronised) and returns the seconds per step and per epoch of the whole
+  training split, with the device's name (a calibration holds for one device). The timed
+  steps are cut into chunks, each synchronised at both ends, and the median chunk gives the
+  time per step: a chunk slowed down by something else on the machine (another process, the
+  garbage collector) does not move it;
+* ``plan`` turns a budget, a calibration and the run's steps per epoch into a
+  ``BudgetPlan``: the epoch time is the calibrated seconds per step times the run's steps
+  per epoch (``steps_per_epoch``: fewer for a run on a training subset, whose steps cost
+  what the whole split's do), and the planned epochs (the nearest whole number, at least 1)
+  become the recipe's epochs, so the learning-rate schedule follows them. The plan is part
+  of the run's identity; a resumed run keeps the plan saved in its folder
+  (``resumed_plan``) and never derives it again.
 
 The budget counts the training steps' time, as 1LLC's Table 8 does; the evaluations
 between epochs are recorded apart (result.json ``train_seconds`` is the wall time).
@@ -78,8 +81,16 @@ def planned_epochs(budget_seconds: float, epoch_seconds: float) -> int:
     return max(1, math.floor(budget_seconds / epoch_seconds + 0.5))
 
 
-def plan(budget_seconds: float, calibration: dict) -> BudgetPlan:
-    epoch_seconds = float(calibration["seconds_per_epoch"])
+def steps_per_epoch(train_images: int, batch_size: int) -> int:
+    """Training steps of one epoch over ``train_images`` (the last batch may be smaller)."""
+    return math.ceil(train_images / batch_size)
+
+
+def plan(budget_seconds: float, calibration: dict, run_steps_per_epoch: int) -> BudgetPlan:
+    """The plan of a run with ``run_steps_per_epoch`` steps per epoch (``steps_per_epoch`` of
+    its training split or subset): its epoch time is the calibrated seconds per step times
+    that count, whatever split the calibration drew its batches from."""
+    epoch_seconds = float(calibration["seconds_per_step"]) * run_steps_per_epoch
     return BudgetPlan(
         budget_seconds=float(budget_seconds),
         calibrated_epoch_seconds=epoch_seconds,
@@ -107,8 +118,8 @@ def read_calibration(path: str, expected: dict) -> dict:
         raise CalibrationError(f"cannot read calibration {path}: {error}") from None
     if isinstance(calibration, dict) and calibration.get("status") == "failed":
         raise CalibrationError(f"the calibration job failed ({path}; see its log)")
-    if not isinstance(calibration, dict) or not calibration.get("seconds_per_epoch", 0) > 0:
-        raise CalibrationError(f"{path} is not a calibration (no seconds_per_epoch > 0)")
+    if not isinstance(calibration, dict) or not calibration.get("seconds_per_step", 0) > 0:
+        raise CalibrationError(f"{path} is not a calibration (no seconds_per_step > 0)")
     calibration.setdefault("precision", "fp32")  # files written before it was recorded
     different = [
         f"{key} {calibration.get(key)!r} (run: {expected[key]!r})"
@@ -175,11 +186,12 @@ def calibrate(
     data_dir: str = "data",
     channels_last: bool = False,
 ) -> dict:
-    """Seconds per epoch of training ``key`` (``calibration_key``) with ``recipe`` on
-    ``device``: ``warmup`` untimed steps (compilation), then ``steps`` timed ones in the
-    run's precision (``key["precision"]``) and layout, each with its augmentation, loss
-    accumulation and SGD step, in ``chunk_sizes(steps)`` chunks synchronised at both ends;
-    the median chunk's time per step makes the epoch time."""
+    """Seconds per step (and per epoch of the whole training split) of training ``key``
+    (``calibration_key``) with ``recipe`` on ``device``: ``warmup`` untimed steps
+    (compilation), then ``steps`` timed ones in the run's precision (``key["precision"]``)
+    and layout, each with its augmentation, loss accumulation and SGD step, in
+    ``chunk_sizes(steps)`` chunks synchronised at both ends; the median chunk's time per step
+    is the calibration's."""
     from aol.engine.train import tf32_settings  # train imports this module
 
     with tf32_settings(key["precision"]):
@@ -227,7 +239,7 @@ def _calibrate(key, recipe, device, steps, warmup, compile_step, data_dir, chann
         synchronise(device)
         chunk_seconds.append(time.perf_counter() - begin)
     seconds_per_step = median_seconds_per_step(chunk_seconds, chunk_steps)
-    steps_per_epoch = math.ceil(len(dataset.train_labels) / recipe.batch_size)
+    full_split_steps = steps_per_epoch(len(dataset.train_labels), recipe.batch_size)
     return {
         **key,
         "recipe": recipe.as_dict(),
@@ -239,7 +251,7 @@ def _calibrate(key, recipe, device, steps, warmup, compile_step, data_dir, chann
         "chunk_steps": chunk_steps,
         "chunk_seconds": chunk_seconds,
         "seconds_per_step": seconds_per_step,
-        "steps_per_epoch": steps_per_epoch,
-        "seconds_per_epoch": seconds_per_step * steps_per_epoch,
+        "steps_per_epoch": full_split_steps,
+        "seconds_per_epoch": seconds_per_step * full_split_steps,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }

@@ -50,6 +50,8 @@ class CertifyConfig:
     audit_iterations: int = 100
     device: torch.device = torch.device("cpu")
     data_dir: str = "data"
+    #: certify this many test images (``data.subset_indices``: fixed, class-balanced); None: all
+    test_subset: int | None = None
 
 
 @dataclass(frozen=True)
@@ -78,11 +80,14 @@ def certify(config: CertifyConfig) -> dict:
         **{k: result.get(k) for k in ("dataset", "architecture", "family", "seed")},
         "epsilons": [str(radius) for radius in config.radii],
         "device": str(config.device),
+        "test_subset": config.test_subset,
     }
     if result["status"] == "diverged":
         return diverged_report(report, config.radii)
     models = load_trained_models(config.run, config.device, result)
     dataset = data.load(result["dataset"], config.data_dir, download=False)
+    if config.test_subset is not None:
+        dataset = dataset.with_test_subset(config.test_subset)
     images = dataset.test_images.to(config.device, torch.float64)
     labels = dataset.test_labels.to(config.device)
     scores = _scores(models.exported, images)

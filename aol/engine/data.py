@@ -16,6 +16,10 @@ live on the training device (``Dataset.to``); training indexes it directly.
   Debian's ``dataset-fashion-mnist`` package (``FASHION_MNIST_DEBIAN_FOLDER``) or of
   ``data_dir`` (``fashion_mnist_folder`` says which), read directly (``read_idx``). Never
   downloaded: install the package, or put the files under ``data_dir``.
+
+``subset_indices`` picks a fixed, class-balanced subset of a split: of the training split
+(``python -m aol train --train-subset N``), the same for every training seed, and of the
+test split (``--test-subset N`` of ``train``'s monitoring and of ``certify``).
 """
 
 from __future__ import annotations
@@ -52,29 +56,41 @@ class DatasetInfo:
     horizontal_flip: bool  # the flip keeps the class (not for digits)
     #: per-channel mean of the training images in [0, 1], for recipes that centre inputs
     channel_mean: tuple[float, ...] = ()
+    #: images in the training and test splits as ``load`` gives them
+    train_size: int = 0
+    test_size: int = 0
 
 
 # CIFAR means as in berndprach/1LipschitzLayersCompared@01e3f2a datasets/datasets_.py;
 # digits: the mean of the training split (python -c "from aol.engine import data;
 # print(data.load('digits').train_images.mean().item())"); Fashion-MNIST: the mean of its
-# training images (train-images-idx3-ubyte.gz of the Debian package)
+# training images (train-images-idx3-ubyte.gz of the Debian package). Split sizes: CIFAR's
+# 50000 / 10000 and Fashion-MNIST's 60000 / 10000 (Krizhevsky 2009; Xiao et al. 2017), and
+# digits' 1797 images split into 1347 / 450 (DIGITS_TEST_FRACTION, stratified)
 DATASETS = {
     "digits": DatasetInfo(
-        "digits", 1, 8, 10, colour=False, horizontal_flip=False, channel_mean=(0.3052247,)
+        "digits", 1, 8, 10, colour=False, horizontal_flip=False, channel_mean=(0.3052247,),
+        train_size=1347, test_size=450,
     ),
     "cifar10": DatasetInfo(
         "cifar10", 3, 32, 10, colour=True, horizontal_flip=True,
-        channel_mean=(0.49139968, 0.48215841, 0.44653091),
+        channel_mean=(0.49139968, 0.48215841, 0.44653091), train_size=50000, test_size=10000,
     ),
     "cifar100": DatasetInfo(
         "cifar100", 3, 32, 100, colour=True, horizontal_flip=True,
-        channel_mean=(0.5071, 0.4865, 0.4409),
+        channel_mean=(0.5071, 0.4865, 0.4409), train_size=50000, test_size=10000,
     ),
     # the horizontal flip keeps every Fashion-MNIST class (garments, bags, shoes)
     "fashion-mnist": DatasetInfo(
-        "fashion-mnist", 1, 28, 10, colour=False, horizontal_flip=True, channel_mean=(0.2860406,)
+        "fashion-mnist", 1, 28, 10, colour=False, horizontal_flip=True, channel_mean=(0.2860406,),
+        train_size=60000, test_size=10000,
     ),
 }  # fmt: skip
+
+
+#: Subsets are drawn with this seed, never with the run's: every seed of a run with
+#: ``--train-subset N`` trains on the same N images.
+SUBSET_SEED = 0
 
 
 class UnknownDatasetError(KeyError):
@@ -84,6 +100,10 @@ class UnknownDatasetError(KeyError):
 
 class DatasetNotFoundError(FileNotFoundError):
     """The dataset's files are absent (or fail their checksum) and may not be downloaded."""
+
+
+class SubsetError(ValueError):
+    """A subset that its split cannot give."""
 
 
 def info(name: str) -> DatasetInfo:
@@ -110,6 +130,54 @@ class Dataset:
             self.test_images.to(device),
             self.test_labels.to(device),
         )
+
+    def with_train_subset(self, size: int) -> Dataset:
+        """This dataset with its training split cut to ``subset_indices(size)``."""
+        indices = subset_indices(self.train_labels.cpu(), size, "training")
+        return Dataset(
+            self.info,
+            self.train_images[indices.to(self.train_images.device)],
+            self.train_labels[indices.to(self.train_labels.device)],
+            self.test_images,
+            self.test_labels,
+        )
+
+    def with_test_subset(self, size: int) -> Dataset:
+        """This dataset with its test split cut to ``subset_indices(size)``."""
+        indices = subset_indices(self.test_labels.cpu(), size, "test")
+        return Dataset(
+            self.info,
+            self.train_images,
+            self.train_labels,
+            self.test_images[indices.to(self.test_images.device)],
+            self.test_labels[indices.to(self.test_labels.device)],
+        )
+
+
+def subset_indices(labels: torch.Tensor, size: int, split: str = "training") -> torch.Tensor:
+    """Ascending indices of a fixed, class-balanced subset of ``size`` examples of a split
+    (``labels``; ``split`` names it in the error).
+
+    The examples are put in the order of one permutation drawn with ``SUBSET_SEED``
+    and dealt class by class: the first example of every class in that order, then the
+    second of every class, and so on; the subset is the first ``size`` dealt. Class counts
+    differ by at most one, except where a class has no examples left; a smaller subset is
+    part of every larger one; the run's seed plays no part. SubsetError unless
+    1 <= size <= len(labels)."""
+    if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= len(labels):
+        raise SubsetError(
+            f"{split} subset of {size!r} images: the {split} split has {len(labels)} "
+            f"images, give 1 to {len(labels)}"
+        )
+    generator = torch.Generator().manual_seed(SUBSET_SEED)
+    order = torch.randperm(len(labels), generator=generator)
+    shuffled = labels[order]
+    rank_in_class = torch.empty(len(labels), dtype=torch.int64)
+    for label in shuffled.unique():
+        positions = (shuffled == label).nonzero().squeeze(1)
+        rank_in_class[positions] = torch.arange(len(positions))
+    deal = torch.argsort(rank_in_class * len(labels) + torch.arange(len(labels)))
+    return order[deal[:size]].sort().values
 
 
 def load(name: str, data_dir: str | os.PathLike = "data", download: bool = False) -> Dataset:

@@ -10,10 +10,11 @@ A run folder (``python -m aol train --out RUN_DIR``) holds
   holding its pid, host and command; a second process is refused (``RunLockedError``).
 
 The identity of a run (dataset, architecture, family, seed, recipe and its
-hyperparameters, training precision) is what makes two runs the same run: a checkpoint is
-resumed and a finished result is reported only under the same identity. The device, the
-compile option, the memory layout, the evaluation frequency and the monitoring radii are not
-part of it. Identities saved before the precision existed read as ``fp32``.
+hyperparameters, training precision, training subset) is what makes two runs the same run: a
+checkpoint is resumed and a finished result is reported only under the same identity. The
+device, the compile option, the memory layout, the evaluation frequency and the monitoring
+radii are not part of it. Identities saved before the precision existed read as ``fp32``,
+those saved before the training subset existed as the whole training split (``null``).
 
 Every problem with a folder or its files is a ``RunFolderError`` with a one-line message
 (the commands report it with exit status 2). The promises are listed in docs/engine.md,
@@ -56,9 +57,10 @@ IDENTITY_KEYS = (
     "recipe",
     "hyperparameters",
     "precision",
+    "train_subset",
 )
 #: identities saved before an entry existed are read with its value here
-IDENTITY_DEFAULTS = {"precision": "fp32"}
+IDENTITY_DEFAULTS = {"precision": "fp32", "train_subset": None}
 #: what ``torch.load`` raises on a truncated or garbled file
 CORRUPT_CHECKPOINT_ERRORS = (
     RuntimeError,
@@ -200,10 +202,12 @@ def run_identity(
     hyperparameters: dict,
     precision: str = "fp32",
     budget: dict | None = None,
+    train_subset: int | None = None,
 ) -> dict:
     """What makes two runs the same run (a checkpoint must match it to be resumed). A run
     trained to a time budget also has its ``budget`` plan (aol.engine.budget.BudgetPlan):
-    the budget, the calibrated epoch time and the planned epochs."""
+    the budget, the calibrated epoch time and the planned epochs. ``train_subset``: the
+    number of training images (aol.engine.data.subset_indices), None for all."""
     identity = {
         "dataset": dataset,
         "architecture": architecture,
@@ -212,6 +216,7 @@ def run_identity(
         "recipe": recipe,
         "hyperparameters": hyperparameters,
         "precision": precision,
+        "train_subset": train_subset,
     }
     if budget is not None:
         identity["budget"] = budget
@@ -295,7 +300,9 @@ class RunFolder:
         result = self.read_result()
         if result["status"] == "failed":
             raise RunNotReadyError(f"{self.failure_description(result)}; nothing to certify")
-        missing = [key for key in IDENTITY_KEYS if key not in result]
+        missing = [
+            key for key in IDENTITY_KEYS if key not in result and key not in IDENTITY_DEFAULTS
+        ]
         if result["status"] not in ("completed", "diverged") or missing:
             raise RunFolderError(
                 f"{self.file(RESULT_FILE)} is not a finished run's result (status "

@@ -94,6 +94,12 @@ class TrainConfig:
     channels_last: bool = False
     #: a training budget: ``recipe.epochs`` is its planned epochs (part of the identity)
     budget: budget.BudgetPlan | None = None
+    #: train on this many images of the training split (``data.subset_indices``: fixed,
+    #: class-balanced, the same for every seed); None: all of them. Part of the identity
+    train_subset: int | None = None
+    #: evaluate the monitoring metrics on this many test images (``data.subset_indices``);
+    #: None: all. Not part of the run's identity (monitoring only, like ``radii``)
+    test_subset: int | None = None
 
     def identity(self) -> dict:
         """What makes two runs the same run (``aol.engine.run_folder.run_identity``)."""
@@ -106,6 +112,7 @@ class TrainConfig:
             self.recipe.as_dict(),
             self.precision,
             None if self.budget is None else self.budget.as_dict(),
+            self.train_subset,
         )
 
     def keeping_saved_budget(self, saved: dict | None) -> TrainConfig:
@@ -245,7 +252,8 @@ class Training:
 def train(config: TrainConfig, progress_stream=None) -> dict:
     """Train (or resume, or report the finished run) and return the result dictionary.
     The run folder is locked for the whole call; every problem with it is a
-    ``RunFolderError``, raised before any work."""
+    ``RunFolderError``, raised before any work, and so is ``data.SubsetError`` (a
+    subset larger than a split found under ``data_dir``)."""
     folder = RunFolder(config.out)
     with folder.locked():
         folder.remove_orphaned_temporaries()
@@ -275,12 +283,17 @@ def make_augmentation(recipe: recipes.Recipe, info: data.DatasetInfo):
 
 
 def prepare(config: TrainConfig, folder, identity, saved, progress_stream) -> Training:
-    """The data on the device, the seeded model, optimiser, loss and generators; the saved
-    state when resuming, else a checkpoint of epoch 0 (so that a folder with metrics always
-    has a checkpoint); metrics.jsonl cut back to the checkpoint's epoch (which also drops
-    a torn last line)."""
+    """The data (the training and test subsets, if any) on the device, the seeded model, optimiser,
+    loss and generators; the saved state when resuming, else a checkpoint of epoch 0 (so
+    that a folder with metrics always has a checkpoint); metrics.jsonl cut back to the
+    checkpoint's epoch (which also drops a torn last line)."""
     info = data.info(config.dataset)
-    dataset = data.load(config.dataset, config.data_dir, config.download).to(config.device)
+    dataset = data.load(config.dataset, config.data_dir, config.download)
+    if config.train_subset is not None:
+        dataset = dataset.with_train_subset(config.train_subset)
+    if config.test_subset is not None:
+        dataset = dataset.with_test_subset(config.test_subset)
+    dataset = dataset.to(config.device)
     recipe = config.recipe
     torch.manual_seed(config.seed)
     model = build_model(identity).to(config.device)
@@ -339,6 +352,7 @@ def initial_result(training: Training) -> dict:
         "compiled": config.compile,
         "channels_last": config.channels_last,
         "num_parameters": sum(p.numel() for p in training.model.parameters()),
+        "test_subset": config.test_subset,
         **budget_fields(config),
     }
 

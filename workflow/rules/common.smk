@@ -103,6 +103,7 @@ RECIPE_KEYS = [
     "epochs",
     "batch_size",
     "lr",
+    "schedule",
     "weight_decay",
     "momentum",
     "offset",
@@ -124,6 +125,26 @@ def _check_recipe(variant, dataset):
         ) from error
 
 
+def _check_train_subset(variant, dataset):
+    """train_subset fits the dataset's training split (python -m aol train checks the same)."""
+    size, available = variant["train_subset"], aol.engine.data.info(dataset).train_size
+    if size is not None and size > available:
+        raise ConfigError(
+            f"config key variants[name={variant['name']}].train_subset: {size} is more than "
+            f"the {available} images of the {dataset} training split"
+        )
+
+
+def _check_test_subset(dataset):
+    """certify.test_subset fits the dataset's test split (as train and certify check it)."""
+    size, available = config["certify"]["test_subset"], aol.engine.data.info(dataset).test_size
+    if size is not None and size > available:
+        raise ConfigError(
+            f"config key certify.test_subset: {size} is more than the {available} images of "
+            f"the {dataset} test split"
+        )
+
+
 def _check_models(key, experiment):
     for architecture in experiment["architectures"]:
         for family in experiment["families"]:
@@ -139,7 +160,9 @@ def _check_engine_settings():
     for name, experiment in EXPERIMENTS.items():
         for variant in experiment["variants"]:
             _check_recipe(VARIANTS[variant], experiment["dataset"])
+            _check_train_subset(VARIANTS[variant], experiment["dataset"])
         _check_models(f"experiments[name={name}]", experiment)
+        _check_test_subset(experiment["dataset"])
     for seed in config["seeds"]:
         try:
             aol.engine.validation.seed(seed)
@@ -382,14 +405,19 @@ RADII = _radii(config["certify"]["epsilons"])
 
 def train_arguments(wildcards):
     """Flags of `python -m aol train` for the variant, besides the run's identity; the
-    monitoring certificate uses the radii of certify.epsilons."""
+    monitoring certificate uses the radii and test subset of certify.epsilons and
+    certify.test_subset."""
     variant = VARIANTS[wildcards.variant]
     arguments = ["--device", config["device"], "--radii", *RADII]
+    if config["certify"]["test_subset"] is not None:
+        arguments += ["--test-subset", str(config["certify"]["test_subset"])]
     for key in (
         "recipe",
         "epochs",
         "batch_size",
+        "train_subset",
         "lr",
+        "schedule",
         "weight_decay",
         "momentum",
         "offset",
@@ -481,7 +509,7 @@ def certify_arguments(wildcards):
     certify = config["certify"]
     arguments = ["--device", config["device"], "--data-dir", config["data_dir"]]
     arguments += ["--radii", *RADII]
-    for key in ("attack_points", "attack_steps", "attack_restarts"):
+    for key in ("test_subset", "attack_points", "attack_steps", "attack_restarts"):
         if certify.get(key) is not None:
             arguments += [f"--{key.replace('_', '-')}", str(certify[key])]
     return shlex.join(arguments)

@@ -99,6 +99,8 @@ def run_row(result_path: Path, certificate_path: Path | None) -> dict:
     row["train_status"] = result.get("status", "failed")
     row["certify_status"] = None if certificate is None else certificate.get("status")
     row["audits_passed"] = None if certificate is None else certificate.get("audits_passed")
+    # the test images behind the metrics (null: the whole test split)
+    row["test_subset"] = (certificate or result).get("test_subset")
     if certificate is not None and certificate.get("status") in ("completed", "no_bound"):
         row["clean"] = percent(certificate.get("clean_accuracy"))
         certified = certificate.get("certified_accuracy") or {}
@@ -115,6 +117,7 @@ def run_row(result_path: Path, certificate_path: Path | None) -> dict:
     row.update(per_radius(certified, certified_column))
     row.update(per_radius(empirical, empirical_column))
     for key in (
+        "train_subset",
         "epochs_completed",
         "epochs",
         "train_seconds",

@@ -211,6 +211,8 @@ def experiment_row(
         row[f"{metric}_published"] = values.get(metric, math.nan)
         row[f"{metric}_delta"] = mean - values.get(metric, math.nan)
     row["train_seconds_mean"] = mean_of(completed, "train_seconds")
+    row["train_subset"] = mean_of(completed, "train_subset")  # NaN: the whole split
+    row["test_subset"] = mean_of(completed, "test_subset")
     epochs = published_epochs(published, reference, match, budget_hours)
     row.update(budget_columns(completed, epochs))
     row["source"] = ""
@@ -298,8 +300,12 @@ def display_experiment(table: pd.DataFrame, plus_minus: str = "±") -> pd.DataFr
 
 
 def add_budget_columns(display: pd.DataFrame, table: pd.DataFrame) -> None:
-    """Epochs (ours, and the paper's for the same budget where it gave one) and, for an
-    experiment with budgets, the budget, the training steps' seconds and their share."""
+    """The training and test images of rows on subsets (where any row has one), epochs
+    (ours, and the paper's for the same budget where it gave one) and, for an experiment
+    with budgets, the budget, the training steps' seconds and their share."""
+    for column, label in (("train_subset", "Train images"), ("test_subset", "Test images")):
+        if column in table and table[column].notna().any():
+            display[label] = table[column].map(lambda v: "all" if pd.isna(v) else _number(v, 0))
     display["Epochs"] = table["epochs_mean"].map(lambda v: _number(v, 0))
     if table["epochs_published"].notna().any():
         display["Epochs pub."] = table["epochs_published"].map(lambda v: _number(v, 0))
@@ -408,6 +414,10 @@ FIXED_COLUMN_NOTES = {
     "Status": "whether the measurement completed",
     "Clean": "clean test accuracy in %, mean ± std over the completed seeds",
     "Train s": "training wall time in seconds, mean over the completed seeds",
+    "Train images": "images of the training split per epoch (variant key train_subset; all: "
+    "the whole split)",
+    "Test images": "images of the test split behind Clean and CRA (certify.test_subset; all: "
+    "the whole split)",
     "Epochs": "epochs trained (a budget run: the epochs its calibration planned), mean",
     "Epochs pub.": "the epochs 1-Lipschitz Layers Compared trained for the same budget (Table 8)",
     "Budget s": "the training budget in seconds of the target device (times budget_scale)",

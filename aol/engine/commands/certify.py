@@ -9,6 +9,7 @@ import sys
 
 import torch
 
+from aol.engine import data
 from aol.engine.certify import CertifyConfig, certify
 from aol.engine.commands import UsageError, common
 from aol.engine.run_folder import (
@@ -43,6 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--audit-iterations", type=common.positive_int, default=100, help="power iterations"
     )
+    common.add_test_subset_argument(parser, "certify N test images")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:K")
     parser.add_argument("--data-dir", default="data")
     parser.add_argument("--threads", type=common.threads, help="torch CPU threads")
@@ -60,9 +62,10 @@ def run(arguments: argparse.Namespace) -> int:
             remove_orphaned_temporaries(out_folder, (out_name,))
             if result["status"] != "diverged":
                 common.check_data_available(result["dataset"], arguments.data_dir, download=False)
+                common.test_subset(arguments.test_subset, data.info(result["dataset"]))
             report = certify(certify_config(arguments, device))
             write_json_atomically(arguments.out, report)
-    except RunFolderError as error:
+    except (RunFolderError, data.SubsetError) as error:  # a subset of files under --data-dir
         raise UsageError(str(error)) from error
     summary = {
         key: report.get(key)
@@ -88,4 +91,5 @@ def certify_config(arguments: argparse.Namespace, device: torch.device) -> Certi
         audit_iterations=arguments.audit_iterations,
         device=device,
         data_dir=arguments.data_dir,
+        test_subset=arguments.test_subset,
     )

@@ -124,6 +124,39 @@ def check_model(architecture: str, family: str, dataset: str) -> data.DatasetInf
         raise UsageError(str(error)) from error
 
 
+def train_subset(size: int | None, info: data.DatasetInfo) -> int:
+    """The images of a training epoch: ``size`` (--train-subset), checked against the
+    dataset's training split, or the whole split when None."""
+    return _subset(size, info.train_size, "--train-subset", f"{info.name} training split")
+
+
+def test_subset(size: int | None, info: data.DatasetInfo) -> int:
+    """The test images evaluated: ``size`` (--test-subset), checked against the dataset's
+    test split, or the whole split when None."""
+    return _subset(size, info.test_size, "--test-subset", f"{info.name} test split")
+
+
+def _subset(size: int | None, available: int, flag: str, split: str) -> int:
+    if size is None:
+        return available
+    if size > available:
+        raise UsageError(
+            f"argument {flag}: {size} is more than the {available} images of the {split}"
+        )
+    return size
+
+
+def add_test_subset_argument(parser: argparse.ArgumentParser, description: str) -> None:
+    """``--test-subset N``: N images of the test split (a fixed, class-balanced subset,
+    aol.engine.data.subset_indices), instead of all of them."""
+    parser.add_argument(
+        "--test-subset",
+        type=positive_int,
+        metavar="N",
+        help=f"{description}: a fixed, class-balanced subset of N test images (default: all)",
+    )
+
+
 def attack_setting(name: str):
     """The argparse type of ``--attack-points``, ``--attack-steps`` or ``--attack-restarts``."""
     return _checked_integer(functools.partial(validation.attack_setting, name), name)

@@ -8,7 +8,7 @@ import sys
 
 import torch
 
-from aol.engine import budget, recipes
+from aol.engine import budget, data, recipes
 from aol.engine.commands import UsageError, common
 from aol.engine.run_folder import RunFolderError, check_run_folder_path
 from aol.engine.runtime import device_name
@@ -31,6 +31,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser, help="preset of every knob below (default: digits for digits, paper otherwise)"
     )
     _add_recipe_overrides(parser)
+    parser.add_argument(
+        "--train-subset",
+        type=common.positive_int,
+        metavar="N",
+        help="train on N images of the training split (part of the run's identity): a fixed, "
+        "class-balanced subset, the same for every seed (default: all of them)",
+    )
+    common.add_test_subset_argument(
+        parser,
+        "evaluate the per-epoch monitoring metrics on N test images (not part of the "
+        "run's identity; python -m aol certify --test-subset for the certificate)",
+    )
     _add_budget_arguments(parser)
     parser.add_argument("--checkpoint-every", type=common.positive_int, default=10)
     parser.add_argument(
@@ -126,7 +138,9 @@ def _add_recipe_overrides(parser: argparse.ArgumentParser) -> None:
 
 def config_from_arguments(arguments: argparse.Namespace) -> TrainConfig:
     """Every check that can fail happens here, before any work."""
-    common.check_model(arguments.architecture, arguments.family, arguments.dataset)
+    info = common.check_model(arguments.architecture, arguments.family, arguments.dataset)
+    train_images = common.train_subset(arguments.train_subset, info)
+    common.test_subset(arguments.test_subset, info)
     recipe_name = arguments.recipe or recipes.default_recipe(arguments.dataset)
     recipe = recipes.get(recipe_name).with_overrides(
         epochs=arguments.epochs,
@@ -148,7 +162,7 @@ def config_from_arguments(arguments: argparse.Namespace) -> TrainConfig:
         raise UsageError(f"argument --{error.knob.replace('_', '-')}: {error}") from error
     device = common.device(arguments.device)
     common.check_data_available(arguments.dataset, arguments.data_dir, arguments.download)
-    budget_plan = budget_from_arguments(arguments, recipe, device)
+    budget_plan = budget_from_arguments(arguments, recipe, device, train_images)
     if budget_plan is not None:
         recipe = recipe.with_overrides(epochs=budget_plan.planned_epochs)
     return TrainConfig(
@@ -169,14 +183,17 @@ def config_from_arguments(arguments: argparse.Namespace) -> TrainConfig:
         precision=arguments.precision,
         channels_last=resolve_channels_last(arguments.channels_last, device, arguments.precision),
         budget=budget_plan,
+        train_subset=arguments.train_subset,
+        test_subset=arguments.test_subset,
     )
 
 
 def budget_from_arguments(
-    arguments: argparse.Namespace, recipe: recipes.Recipe, device: torch.device
+    arguments: argparse.Namespace, recipe: recipes.Recipe, device: torch.device, train_images: int
 ) -> budget.BudgetPlan | None:
-    """The budget plan from --budget-seconds and --calibration (None without a budget); a
-    resumed run replaces it by the plan saved in its folder (aol.engine.train.train)."""
+    """The budget plan from --budget-seconds and --calibration for epochs of
+    ``train_images`` images (None without a budget); a resumed run replaces it by the plan
+    saved in its folder (aol.engine.train.train)."""
     if arguments.budget_seconds is None and arguments.calibration is None:
         return None
     if arguments.budget_seconds is None or arguments.calibration is None:
@@ -196,7 +213,8 @@ def budget_from_arguments(
             f"{calibration.get('device_name')}, this run trains on {device_name(device)}",
             file=sys.stderr,
         )
-    return budget.plan(arguments.budget_seconds, calibration)
+    steps = budget.steps_per_epoch(train_images, recipe.batch_size)
+    return budget.plan(arguments.budget_seconds, calibration, steps)
 
 
 def resolve_channels_last(choice: str, device: torch.device, precision: str) -> bool:
@@ -213,7 +231,7 @@ def run(arguments: argparse.Namespace) -> int:
     try:
         check_run_folder_path(config.out)
         result = train(config)  # the folder's problems are raised before any work
-    except RunFolderError as error:
+    except (RunFolderError, data.SubsetError) as error:  # a subset of files under --data-dir
         raise UsageError(str(error)) from error
     summary = {
         key: result.get(key)
